@@ -1,0 +1,7 @@
+"""Backbones and heads."""
+
+from csra_jax.models.classifier import (Classifier, available_archs, create_model,
+                                        with_max_lam)
+from csra_jax.models.csra import PAPER_TEMPERATURES, CSRAHead
+from csra_jax.models.gap import GAPHead
+from csra_jax.models.nnx_head import csra_head_nnx

@@ -1,0 +1,53 @@
+"""Converts a PyTorch checkpoint into an orbax checkpoint csra_jax can restore.
+
+    python -m csra_jax.convert --source csra --arch resnet101 --num-classes 80 \
+        --num-heads 4 --lam 0.5 IN.pth OUT_DIR
+
+OUT_DIR then holds ``model.json`` and ``variables/``; restore with
+``csra_jax.convert.load_converted(OUT_DIR)`` or point a config's ``init_checkpoint`` at it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from csra_jax.convert.converted_checkpoint import save_converted
+from csra_jax.convert.torch_to_flax import SOURCES, load_torch_weights
+from csra_jax.models.classifier import available_archs, create_model
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="python -m csra_jax.convert", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--source", required=True, choices=SOURCES)
+    p.add_argument("--arch", required=True, choices=available_archs())
+    p.add_argument("--num-classes", type=int, required=True)
+    p.add_argument("--head", default="csra", choices=("csra", "gap"))
+    p.add_argument("--num-heads", type=int, default=1)
+    p.add_argument("--lam", type=float, default=0.1)
+    p.add_argument("--img-size", type=int, default=448)
+    p.add_argument("input", help=".pth/.pt/.safetensors state_dict")
+    p.add_argument("out_dir", help="directory to create (must not hold a checkpoint)")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    model_kwargs = dict(arch=args.arch, num_classes=args.num_classes, head=args.head,
+                        img_size=args.img_size)
+    if args.head == "csra":
+        model_kwargs.update(num_heads=args.num_heads, lam=args.lam)
+    try:
+        model = create_model(**model_kwargs)
+        variables = load_torch_weights(args.input, model, args.source)
+        out = save_converted(args.out_dir, variables, model_kwargs)
+    except (ValueError, FileNotFoundError, FileExistsError, ImportError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {out} ({args.arch}, {args.num_classes} classes, head={args.head})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

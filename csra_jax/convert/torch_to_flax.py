@@ -1,0 +1,210 @@
+"""PyTorch state_dict -> Flax variables for our ResNet / ViT classifiers.
+
+Our module names mirror the PyTorch ones, so one rule covers every backbone key:
+``layer1.0.downsample.0.weight`` -> ``backbone/layer1_0/downsample_0/kernel`` (a numeric
+component joins its parent with "_"); conv weights OIHW -> HWIO, linear weights are
+transposed, norm weights become ``scale``, BatchNorm running statistics go to the
+``batch_stats`` collection. Only classifier keys need per-source rules.
+
+Strict by default: every missing, unexpected or mis-shaped key is listed in one error.
+The keys we deliberately do not load are an explicit list (``KNOWN_UNUSED``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any, Dict, List, Optional, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+from flax import traverse_util
+
+from csra_jax.convert.pos_embed import resample_pos_embed
+from csra_jax.convert.state_dict_io import load_state_dict
+from csra_jax.models.classifier import Classifier
+from csra_jax.models.csra import CSRAHead
+from csra_jax.models.gap import GAPHead
+from csra_jax.models.vit import VisionTransformer
+
+SOURCES = ("torchvision", "timm", "csra")
+
+# Keys that exist in the sources but that no model of ours uses, by design:
+# - BatchNorm's step counter (only used when torch BN momentum is None).
+# - torchvision's ``fc`` / timm's ``head`` / ``pre_logits`` (in21k checkpoints) when the
+#   model's head is not a GAP head of the same shape; the official CSRA ResNet checkpoints
+#   also carry torchvision's ``fc``, which ResNet_CSRA never calls.
+KNOWN_UNUSED = (
+    r".*\.num_batches_tracked$",
+    r"^fc\.(weight|bias)$",
+    r"^head\.(weight|bias)$",
+    r"^pre_logits\.fc\.(weight|bias)$",
+)
+_CSRA_HEAD_KEY = re.compile(r"^classifier\.multi_head\.(\d+)\.head\.weight$")
+_CLASSIFIER_KEYS = {"torchvision": "fc", "timm": "head", "csra": "fc"}
+
+
+@dataclasses.dataclass
+class ConversionReport:
+    loaded: List[str] = dataclasses.field(default_factory=list)
+    skipped: List[str] = dataclasses.field(default_factory=list)
+    missing: List[str] = dataclasses.field(default_factory=list)
+    unexpected: List[str] = dataclasses.field(default_factory=list)
+    mis_shaped: List[str] = dataclasses.field(default_factory=list)
+    resampled: List[str] = dataclasses.field(default_factory=list)
+
+    def errors(self) -> str:
+        lines = []
+        for name in ("missing", "unexpected", "mis_shaped"):
+            items = getattr(self, name)
+            if items:
+                lines.append(f"  {name} ({len(items)}): " + ", ".join(items))
+        return "\n".join(lines)
+
+
+def _flax_path(torch_key: str, value: np.ndarray) -> Tuple[Tuple[str, ...], np.ndarray]:
+    """Generic backbone rule: returns ((collection, 'backbone', ...), converted value)."""
+    parts: List[str] = []
+    for part in torch_key.split("."):
+        if part.isdigit() and parts:
+            parts[-1] = f"{parts[-1]}_{part}"
+        else:
+            parts.append(part)
+    *modules, leaf = parts
+    collection = "params"
+    if leaf == "weight":
+        if value.ndim == 4:
+            leaf, value = "kernel", value.transpose(2, 3, 1, 0)
+        elif value.ndim == 2:
+            leaf, value = "kernel", value.T
+        else:
+            leaf = "scale"
+    elif leaf in ("running_mean", "running_var"):
+        collection, leaf = "batch_stats", {"running_mean": "mean", "running_var": "var"}[leaf]
+    return (collection, "backbone", *modules, leaf), value
+
+
+def _check_source(model: Classifier, source: str) -> None:
+    if source not in SOURCES:
+        raise ValueError(f"unknown source {source!r}; valid: {', '.join(SOURCES)}.")
+    if not isinstance(model, Classifier):
+        raise ValueError("load_torch_weights needs a model from csra_jax.create_model, "
+                         f"got {type(model).__name__}.")
+    is_vit = isinstance(model.backbone, VisionTransformer)
+    if source == "torchvision" and is_vit:
+        raise ValueError("source='torchvision' holds ResNet weights but the model is a ViT; "
+                         "use source='timm' for ViT checkpoints.")
+    if source == "timm" and not is_vit:
+        raise ValueError("source='timm' holds ViT weights but the model is a ResNet; "
+                         "use source='torchvision' for ResNet checkpoints.")
+
+
+def _example_input(model: Classifier) -> jax.Array:
+    size = model.backbone.img_size if isinstance(model.backbone, VisionTransformer) else 64
+    return jnp.zeros((1, size, size, 3), jnp.float32)
+
+
+def convert_state_dict(state_dict: Dict[str, np.ndarray], model: Classifier, source: str,
+                       init_variables: Optional[Dict[str, Any]] = None,
+                       rng: Optional[jax.Array] = None,
+                       antialias: bool = True) -> Tuple[Dict[str, Any], ConversionReport]:
+    """Converts an in-memory numpy state_dict; returns (variables, report)."""
+    _check_source(model, source)
+    if init_variables is None:
+        rng = jax.random.key(0) if rng is None else rng
+        init_variables = jax.jit(model.init)(rng, _example_input(model))
+    template = traverse_util.flatten_dict(jax.device_get(init_variables))
+    out = dict(template)
+    report = ConversionReport()
+    filled = set()
+
+    head = model.head
+    gap_head = isinstance(head, GAPHead)
+    head_kernels: Dict[int, np.ndarray] = {}
+    classifier = _CLASSIFIER_KEYS[source]
+
+    def put(path, value, torch_key):
+        if path not in template:
+            report.unexpected.append(torch_key)
+            return
+        want = template[path].shape
+        if value.shape != want:
+            report.mis_shaped.append(f"{torch_key} {tuple(value.shape)} -> "
+                                     f"{'/'.join(path)} {tuple(want)}")
+            return
+        out[path] = value.astype(template[path].dtype)
+        filled.add(path)
+        report.loaded.append(torch_key)
+
+    for key, value in state_dict.items():
+        m = _CSRA_HEAD_KEY.match(key)
+        if m and source == "csra":
+            head_kernels[int(m.group(1))] = value
+            continue
+        if key in (f"{classifier}.weight", f"{classifier}.bias") and gap_head and source != "csra":
+            leaf = "kernel" if key.endswith("weight") else "bias"
+            put(("params", "head", leaf), value.T if leaf == "kernel" else value, key)
+            continue
+        if any(re.match(p, key) for p in KNOWN_UNUSED):
+            report.skipped.append(key)
+            continue
+        path, value = _flax_path(key, value)
+        if path[-1] == "pos_embed" and path in template and value.shape != template[path].shape:
+            value = resample_pos_embed(value, template[path].shape[1], antialias=antialias)
+            report.resampled.append(f"{key} {state_dict[key].shape[1]} -> {value.shape[1]} tokens")
+        put(path, value, key)
+
+    if source == "csra":
+        if not isinstance(head, CSRAHead):
+            raise ValueError(
+                f"source='csra' carries a CSRA head with {len(head_kernels)} heads but the "
+                f"model's head is {type(head).__name__}; create the model with head='csra', "
+                f"num_heads={len(head_kernels)}.")
+        if sorted(head_kernels) != list(range(head.num_heads)):
+            report.mis_shaped.append(
+                f"classifier.multi_head.* has heads {sorted(head_kernels)} but the model has "
+                f"num_heads={head.num_heads}")
+        else:
+            # (C, d, 1, 1) per head -> stacked (H, d, C)
+            stacked = np.stack([head_kernels[i][:, :, 0, 0].T for i in range(head.num_heads)])
+            put(("params", "head", "kernel"), stacked, "classifier.multi_head.*.head.weight")
+
+    for path in template:
+        if path in filled:
+            continue
+        if path[1] == "head" and source != "csra":
+            continue  # the head starts from its initialisation for backbone-only sources
+        report.missing.append("/".join(path))
+    if report.errors():
+        raise ValueError(f"checkpoint does not match the model (source={source!r}):\n"
+                         f"{report.errors()}")
+    if report.skipped:
+        logging.info("convert: skipped known-unused keys: %s", ", ".join(report.skipped))
+    if report.resampled:
+        logging.info("convert: resampled %s", "; ".join(report.resampled))
+    variables = traverse_util.unflatten_dict({k: jnp.asarray(v) for k, v in out.items()})
+    return variables, report
+
+
+def load_torch_weights(source_path_or_state_dict: Any, model: Classifier, source: str,
+                       **kwargs) -> Dict[str, Any]:
+    """Loads a PyTorch checkpoint into ``model``'s variables.
+
+    Args:
+      source_path_or_state_dict: a .pth/.pt (read with ``weights_only=True``), a
+        .safetensors path (read without torch), or a mapping of tensors/arrays.
+      model: a ``csra_jax.create_model`` classifier.
+      source: "torchvision" (ResNet backbone), "timm" (ViT backbone), or "csra" (an
+        official CSRA ``ResNet_CSRA``/``VIT_CSRA`` state_dict: backbone and head).
+        For "torchvision"/"timm" the head keeps its initialisation, except that a GAP
+        head with the checkpoint's class count takes its ``fc``/``head`` weights.
+      **kwargs: ``init_variables`` (template to fill, default ``model.init``), ``rng``,
+        ``antialias`` (position-embedding resampling as timm: True).
+
+    Returns:
+      ``{"params": ..., "batch_stats": ...}`` (no ``batch_stats`` for ViTs).
+    """
+    return convert_state_dict(load_state_dict(source_path_or_state_dict), model, source,
+                              **kwargs)[0]

@@ -1,0 +1,130 @@
+"""torchvision-exact ResNets (v1.5: stride on the 3x3 conv) in Flax Linen, NHWC.
+
+Submodule names mirror torchvision's state_dict (``layer1_0/conv1`` <-> ``layer1.0.conv1``,
+``downsample_0`` <-> ``downsample.0``) so the converter is a short rule table. Padding is
+explicit and symmetric, as PyTorch pads (Flax's 'SAME' pads asymmetrically for stride 2).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+# torchvision: kaiming_normal_(mode="fan_out", nonlinearity="relu"), untruncated.
+_conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+
+ARCH_SETTINGS = {
+    "resnet18": ("basic", (2, 2, 2, 2)),
+    "resnet34": ("basic", (3, 4, 6, 3)),
+    "resnet50": ("bottleneck", (3, 4, 6, 3)),
+    "resnet101": ("bottleneck", (3, 4, 23, 3)),
+    "resnet152": ("bottleneck", (3, 8, 36, 3)),
+}
+
+
+def _conv(features, kernel, stride, pad, dtype, param_dtype, name):
+    return nn.Conv(features, (kernel, kernel), strides=(stride, stride),
+                   padding=((pad, pad), (pad, pad)), use_bias=False, dtype=dtype,
+                   param_dtype=param_dtype, kernel_init=_conv_init, name=name)
+
+
+def _bn(train, dtype, param_dtype, name):
+    # Flax momentum 0.9 == torch momentum 0.1; eps as torchvision.
+    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                        dtype=dtype, param_dtype=param_dtype, name=name)
+
+
+class BasicBlock(nn.Module):
+    planes: int
+    stride: int = 1
+    downsample: bool = False
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+    expansion = 1
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        conv = functools.partial(_conv, dtype=self.dtype, param_dtype=self.param_dtype)
+        bn = functools.partial(_bn, train, self.dtype, self.param_dtype)
+        identity = x
+        y = nn.relu(bn(name="bn1")(conv(self.planes, 3, self.stride, 1, name="conv1")(x)))
+        y = bn(name="bn2")(conv(self.planes, 3, 1, 1, name="conv2")(y))
+        if self.downsample:
+            identity = bn(name="downsample_1")(
+                conv(self.planes, 1, self.stride, 0, name="downsample_0")(x))
+        return nn.relu(y + identity)
+
+
+class Bottleneck(nn.Module):
+    planes: int
+    stride: int = 1
+    downsample: bool = False
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+    expansion = 4
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        conv = functools.partial(_conv, dtype=self.dtype, param_dtype=self.param_dtype)
+        bn = functools.partial(_bn, train, self.dtype, self.param_dtype)
+        identity = x
+        y = nn.relu(bn(name="bn1")(conv(self.planes, 1, 1, 0, name="conv1")(x)))
+        y = nn.relu(bn(name="bn2")(conv(self.planes, 3, self.stride, 1, name="conv2")(y)))
+        y = bn(name="bn3")(conv(self.planes * 4, 1, 1, 0, name="conv3")(y))
+        if self.downsample:
+            identity = bn(name="downsample_1")(
+                conv(self.planes * 4, 1, self.stride, 0, name="downsample_0")(x))
+        return nn.relu(y + identity)
+
+
+class ResNet(nn.Module):
+    """ResNet trunk: images (B, H, W, 3) -> layer4 features (B, H/32, W/32, d).
+
+    Attributes:
+      block: "basic" or "bottleneck".
+      layers: blocks per stage.
+      remat: rematerialise each block in the backward pass (saves activation memory).
+      return_stages: also return the outputs of layer1..layer4 (for heads that attend to
+        intermediate depths); the default path returns only the last map.
+    """
+
+    block: str
+    layers: Sequence[int]
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+    remat: bool = False
+    return_stages: bool = False
+
+    @property
+    def num_features(self) -> int:
+        return 512 * (4 if self.block == "bottleneck" else 1)
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False):
+        block_cls = Bottleneck if self.block == "bottleneck" else BasicBlock
+        if self.remat:
+            block_cls = nn.remat(block_cls, static_argnums=(2,))
+        x = x.astype(self.dtype)
+        x = _conv(64, 7, 2, 3, self.dtype, self.param_dtype, "conv1")(x)
+        x = nn.relu(_bn(train, self.dtype, self.param_dtype, "bn1")(x))
+        x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+        in_planes, stages = 64, []
+        for i, num_blocks in enumerate(self.layers):
+            planes = 64 * 2 ** i
+            for j in range(num_blocks):
+                stride = 2 if (i > 0 and j == 0) else 1
+                downsample = j == 0 and (stride != 1 or in_planes != planes * block_cls.expansion)
+                x = block_cls(planes, stride, downsample, self.dtype, self.param_dtype,
+                              name=f"layer{i + 1}_{j}")(x, train)
+                in_planes = planes * block_cls.expansion
+            stages.append(x)
+        return tuple(stages) if self.return_stages else x
+
+
+def resnet(arch: str, **kwargs) -> ResNet:
+    block, layers = ARCH_SETTINGS[arch]
+    return ResNet(block=block, layers=layers, **kwargs)
