@@ -19,7 +19,7 @@ Two formats (`format=`):
 
 Relative image paths are resolved against `image_root` (default: manual_dir, else the
 annotation file's folder). Build with e.g.
-  build_dataset('multilabel_json', data_dir, name='mydata', format='simple',
+  build_dataset('multilabel_json', data_dir, config_name='mydata', format='simple',
                 annotations={'train': 'train.json', 'test': 'test.json'})
 and read with `config='mydata'`. The class names are stored in the dataset metadata.
 """
@@ -100,7 +100,10 @@ class MultilabelJson(common.MultiLabelBuilder):
                       f"{cfg.target_scheme!r}.")
     if not cfg.annotations:
       raise DataError(None, "multilabel_json needs annotations={'train': PATH, ...}.")
-    manual = getattr(dl_manager, "_manual_dir", None)
+    manual = getattr(dl_manager, "_manual_dir", None)  # tfds defaults it; use if real
+    if manual is not None and not (epath.Path(manual).is_dir() and
+                                   any(epath.Path(manual).iterdir())):
+      manual = None
     out = {}
     for split, path in cfg.annotations.items():
       ann = require_file(path, f"multilabel_json annotation file for split {split!r}")
@@ -137,7 +140,7 @@ class MultilabelJson(common.MultiLabelBuilder):
       bad = ~np.isin(t, pos + neg + ign)
       if bad.any():
         raise DataError(ann, f"entry #{i} ({entry['img_path']}): target value "
-                        f"{t[bad][0]!r} at class {int(np.argmax(bad))} is out of range for "
+                        f"{t[bad][0].item()!r} at class {int(np.argmax(bad))} is out of range for "
                         f"scheme {self.builder_config.target_scheme!r} (allowed "
                         f"{sorted(pos + neg + ign)}).")
       ignored = np.isin(t, ign)

@@ -85,7 +85,7 @@ def _make_config(info: DatasetInfo, kwargs: dict):
   cfg_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in fields}
   if not cfg_kwargs:
     return None
-  name = kwargs.pop("config_name", None) or kwargs.pop("name", None)
+  name = kwargs.pop("config_name", None)
   if name is None:
     name = "custom_" + "_".join(f"{k}{v}" for k, v in sorted(cfg_kwargs.items())
                                 if not isinstance(v, (dict, list, tuple)))
@@ -99,7 +99,7 @@ def build_dataset(name: str, data_dir: str, manual_dir: Optional[str] = None,
 
   builder_kwargs: `config` (a name or BuilderConfig), `on_corrupt` ('error'|'skip'),
   `verify_images`, or the fields of the dataset's config dataclass (a config is made
-  from them; `name=` names it), e.g. synthetic_shapes num_train=64, image_size=64.
+  from them; `config_name=` names it), e.g. synthetic_shapes num_train=64, image_size=64.
   Nothing is downloaded: datasets other than synthetic_shapes need manual_dir (or,
   for multilabel_json, annotation paths).
   """
