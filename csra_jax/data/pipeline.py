@@ -11,7 +11,7 @@ Batches are dicts:
   image  float32 (B, S, S, 3) normalised NHWC
   labels int8 (B, C) multi-hot;  ignore int8 (B, C) (1 = leave out of metrics)
   mask   float32 (B,) (1 = real example; all ones in train)
-  index  int32 (B,) eval only: position in the split (-1 = padding)
+  index  int32 (B,) position of the example in the split's data source (-1 = padding)
   id     eval only, with_ids=True: host-local numpy array of bytes (never on device)
 With `mesh`, every array except `id` is a global jax.Array sharded
 NamedSharding(mesh, P('data')) built from this process' rows with
@@ -78,15 +78,17 @@ class _TrainMap(grain.transforms.RandomMap):
     self.kw = dict(size=size, scale=tuple(scale), ratio=tuple(ratio), hflip=hflip,
                    randaugment=randaugment, draft=draft)
 
-  def random_map(self, ex, rng):
+  def random_map(self, item, rng):
+    index, ex = item
     return {"image": transforms.decode_train(ex["image"], rng=rng, **self.kw),
             "labels": np.asarray(ex["labels"], np.int8),
             "ignore": np.asarray(ex["ignore"], np.int8),
-            "mask": np.float32(1.0)}
+            "mask": np.float32(1.0), "index": np.int32(index)}
 
 
 class _PaddedSlice:
-  """Random-access view of source[start:end] padded with None up to `length`."""
+  """Random-access (index, record) view of source[start:end], padded with (-1, None)
+  up to `length`."""
 
   def __init__(self, source, start: int, end: int, length: int):
     self.source, self.start, self.end, self.length = source, start, end, length
@@ -212,7 +214,8 @@ def create_train_iterator(name: str, data_dir: str, *, global_batch_size: int,
   local_batch = _local_batch(global_batch_size, pc)
   _check_mesh(mesh, local_batch)
   source, _ = _source(name, data_dir, split, config, train=True)
-  ds = grain.MapDataset.source(source)[pi::pc]
+  n = len(source)
+  ds = grain.MapDataset.source(_PaddedSlice(source, 0, n, n))[pi::pc]
   if len(ds) < local_batch:
     raise ValueError(f"{name}/{split}: this process' slice has {len(ds)} examples, fewer "
                      f"than the per-process batch {local_batch}")
