@@ -22,7 +22,7 @@ def test_nnx_model_matches_linen_head_and_trains():
     net = TinyNet(nnx.Rngs(0))
     images = jax.random.normal(jax.random.key(1), (2, 12, 12, 3))
     feats = nnx.relu(net.conv(images))
-    kernel = net.head.kernel.value
+    kernel = net.head.kernel[...]
     assert kernel.shape == (4, 8, 5)
     linen = CSRAHead(5, num_heads=4, lam=0.5).apply({"params": {"kernel": kernel}}, feats)
     np.testing.assert_allclose(net(images), linen, rtol=1e-6)
@@ -42,4 +42,4 @@ def test_nnx_model_matches_linen_head_and_trains():
 
     losses = [float(step(net, optimizer)) for _ in range(5)]
     assert losses[-1] < losses[0]
-    assert not np.allclose(net.head.kernel.value, kernel)
+    assert not np.allclose(net.head.kernel[...], kernel)

@@ -133,6 +133,7 @@ def convert_state_dict(state_dict: Dict[str, np.ndarray], model: Classifier, sou
         if value.shape != want:
             report.mis_shaped.append(f"{torch_key} {tuple(value.shape)} -> "
                                      f"{'/'.join(path)} {tuple(want)}")
+            filled.add(path)  # reported once, as mis-shaped, not again as missing
             return
         out[path] = value.astype(template[path].dtype)
         filled.add(path)
@@ -145,8 +146,10 @@ def convert_state_dict(state_dict: Dict[str, np.ndarray], model: Classifier, sou
             continue
         if key in (f"{classifier}.weight", f"{classifier}.bias") and gap_head and source != "csra":
             leaf = "kernel" if key.endswith("weight") else "bias"
-            put(("params", "head", leaf), value.T if leaf == "kernel" else value, key)
-            continue
+            value = value.T if leaf == "kernel" else value
+            if value.shape == template[("params", "head", leaf)].shape:
+                put(("params", "head", leaf), value, key)
+                continue
         if any(re.match(p, key) for p in KNOWN_UNUSED):
             report.skipped.append(key)
             continue
