@@ -187,3 +187,9 @@ def test_errors_for_unprepared_data_and_bad_split(tmp_path, ds_dir):
     train_it(ds_dir, split="val")
   with pytest.raises(ValueError, match="not divisible by the process count"):
     train_it(ds_dir, global_batch_size=5, process_count=2)
+
+
+def test_no_tensorflow_on_the_data_path(ds_dir):
+  import sys
+  next(train_it(ds_dir))
+  assert "tensorflow" not in sys.modules
