@@ -1,0 +1,162 @@
+"""The config schema (defaults = the paper's recipe) and its validation.
+
+Every config file in configs/ starts from ``base_config()`` and overrides fields. The
+schema is locked, so a misspelt override (``--config.bach_size=8``) fails at once, and
+``validate_config`` rejects bad values before anything is compiled.
+"""
+
+from __future__ import annotations
+
+import math
+
+import ml_collections
+
+from csra_jax.models.classifier import HEADS, available_archs
+from csra_jax.models.csra import validate_csra_args
+
+MODES = ("train", "evaluate", "train_and_evaluate", "lambda_sweep")
+TASKS = ("multi_label", "single_label")
+DTYPES = ("float32", "bfloat16")
+INIT_SOURCES = ("", "torchvision", "timm", "csra", "converted")
+SCHEDULES = ("step", "cosine")
+
+
+def base_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.mode = "train_and_evaluate"
+    c.task = "multi_label"
+    c.seed = 0
+
+    c.model = ml_collections.ConfigDict()
+    c.model.arch = "resnet101"
+    c.model.head = "csra"
+    c.model.num_heads = 1
+    c.model.lam = 0.1
+    c.model.temperatures = ml_collections.FieldReference(None, field_type=tuple)
+    c.model.normalize = True
+    c.model.drop_rate = 0.0        # ViT only
+    c.model.drop_path_rate = 0.0   # ViT only
+    c.model.remat = False          # rematerialise blocks (memory for compute)
+    c.dtype = "float32"            # compute dtype; params stay float32
+
+    # Pretrained weights: a .pth/.safetensors file (converted on the fly) or a directory
+    # written by `python -m csra_jax.convert` (init_source="converted").
+    c.init_checkpoint = ""
+    c.init_source = ""
+    c.require_pretrained = True    # the demo trains from scratch on purpose
+
+    c.data = ml_collections.ConfigDict()
+    c.data.name = "synthetic_shapes"
+    c.data.data_dir = "~/tensorflow_datasets"
+    c.data.manual_dir = ""
+    c.data.builder_config = ""
+    c.data.build_if_missing = False  # build from manual_dir (or generate) when absent
+    c.data.build_kwargs = ml_collections.ConfigDict()
+    c.data.train_split = ""
+    c.data.eval_split = ""
+    c.data.image_size = 448
+    c.data.normalization = "resnet"  # resnet: [0, 1]; vit: mean 0.5 / std 0.5
+    c.data.crop_scale = (0.7, 1.0)
+    c.data.hflip = True
+    c.data.randaugment = ""          # e.g. "rand-m9-n2"
+    c.data.num_workers = 0
+    c.data.read_threads = 2
+
+    c.batch_size = 16                # global, per optimizer micro-step
+    c.eval_batch_size = 16
+    c.grad_accum_steps = 1           # optimizer update every k micro-batches
+    c.num_epochs = 30
+    c.steps_per_epoch = -1           # -1: len(train split) // batch_size
+
+    c.optim = ml_collections.ConfigDict()
+    c.optim.lr_backbone = 0.01
+    c.optim.lr_head = 0.1
+    c.optim.momentum = 0.9
+    c.optim.weight_decay = 1e-4
+    c.optim.decay_bn_and_bias = True  # official: torch SGD decays every parameter
+    c.optim.warmup_epochs = 2
+    c.optim.schedule = "step"
+    c.optim.lr_step_epochs = 4
+    c.optim.lr_gamma = 0.1
+
+    c.checkpoint_every_steps = 1000
+    c.keep_checkpoints = 3
+    c.eval_every_epochs = 1
+    c.log_every_steps = 20
+    c.threshold = 0.5
+    c.lambda_sweep_lams = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
+    c.compilation_cache_dir = "~/.cache/csra_jax/xla"
+    c.max_steps = -1                 # stop early (tests, smoke runs); -1: run all epochs
+    c.lock()
+    return c
+
+
+def _check(cond: bool, message: str) -> None:
+    if not cond:
+        raise ValueError(f"invalid config: {message}")
+
+
+def validate_config(c: ml_collections.ConfigDict, device_count: int, process_count: int) -> None:
+    """Raises ValueError naming the field for every value we cannot run with."""
+    _check(c.mode in MODES, f"mode={c.mode!r}; valid: {', '.join(MODES)}")
+    _check(c.task in TASKS, f"task={c.task!r}; valid: {', '.join(TASKS)}")
+    _check(c.dtype in DTYPES, f"dtype={c.dtype!r}; valid: {', '.join(DTYPES)}")
+    _check(c.model.arch in available_archs(),
+           f"model.arch={c.model.arch!r}; valid: {', '.join(available_archs())}")
+    _check(c.model.head in HEADS, f"model.head={c.model.head!r}; valid: {', '.join(HEADS)}")
+    from csra_jax.data import DATASETS
+    _check(c.data.name in DATASETS, f"data.name={c.data.name!r}; valid: {', '.join(DATASETS)}")
+    if c.model.head == "csra":
+        try:
+            validate_csra_args(1, c.model.num_heads, c.model.lam, c.model.temperatures)
+        except ValueError as e:
+            raise ValueError(f"invalid config: model: {e}") from None
+    _check(c.init_source in INIT_SOURCES,
+           f"init_source={c.init_source!r}; valid: {', '.join(map(repr, INIT_SOURCES))}")
+    _check(not c.init_checkpoint or c.init_source,
+           "init_checkpoint is set but init_source is empty; say which format it is "
+           "(torchvision, timm, csra, converted)")
+    if c.mode in ("train", "train_and_evaluate") and c.require_pretrained:
+        _check(bool(c.init_checkpoint),
+               "this config trains from pretrained weights but init_checkpoint is empty; "
+               "download them and pass --config.init_checkpoint=PATH (see README, "
+               "'Pretrained weights'), or set --config.require_pretrained=False to train "
+               "from scratch on purpose")
+    for name in ("batch_size", "eval_batch_size"):
+        value = c[name]
+        _check(isinstance(value, int) and value > 0, f"{name}={value!r} must be a positive int")
+        _check(value % device_count == 0,
+               f"{name}={value} is not divisible by the {device_count} devices")
+        _check(value % process_count == 0,
+               f"{name}={value} is not divisible by the {process_count} processes")
+    _check(c.grad_accum_steps >= 1, f"grad_accum_steps={c.grad_accum_steps} must be >= 1")
+    _check(c.num_epochs >= 1, f"num_epochs={c.num_epochs} must be >= 1")
+    _check(c.data.image_size > 0, f"data.image_size={c.data.image_size} must be positive")
+    if c.model.arch.startswith("vit"):
+        _check(c.data.image_size % 16 == 0,
+               f"data.image_size={c.data.image_size} must be divisible by 16 for {c.model.arch}")
+    _check(c.optim.schedule in SCHEDULES,
+           f"optim.schedule={c.optim.schedule!r}; valid: {', '.join(SCHEDULES)}")
+    for name in ("lr_backbone", "lr_head"):
+        _check(c.optim[name] >= 0, f"optim.{name}={c.optim[name]} must be >= 0")
+    lo, hi = c.data.crop_scale
+    _check(0 < lo <= hi <= 1, f"data.crop_scale={tuple(c.data.crop_scale)} must satisfy 0 < lo <= hi <= 1")
+    _check(c.checkpoint_every_steps > 0, "checkpoint_every_steps must be positive")
+    _check(c.keep_checkpoints >= 1, "keep_checkpoints must be >= 1")
+    _check(0 < c.threshold < 1, f"threshold={c.threshold} must be in (0, 1)")
+    if c.mode == "lambda_sweep":
+        _check(c.model.head == "gap", "mode=lambda_sweep scores a trained head='gap' model; "
+               f"model.head is {c.model.head!r}")
+        _check(all(math.isfinite(l) and l >= 0 for l in c.lambda_sweep_lams),
+               f"lambda_sweep_lams={tuple(c.lambda_sweep_lams)} must be finite and >= 0")
+
+
+def sibling_config(this_file: str, name: str, *args) -> ml_collections.ConfigDict:
+    """``get_config()`` of another file in the same configs/ folder (baselines reuse rows)."""
+    import importlib.util
+    import os
+    path = os.path.join(os.path.dirname(os.path.abspath(this_file)), f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"csra_configs_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(*args)

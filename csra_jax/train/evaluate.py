@@ -1,0 +1,129 @@
+"""Evaluation over a whole split: every example exactly once, metrics, saved predictions,
+the per-class AP table, the lambda sweep (paper Table 1) and VOC2012 server files."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Callable, Dict, Optional, Sequence
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+
+from csra_jax import metrics as metrics_lib
+
+
+def _local_ids(batch) -> Dict[int, str]:
+    """This process' rows: global data-source index -> image id (ids never leave the host)."""
+    if "id" not in batch:
+        return {}
+    shards = sorted(batch["index"].addressable_shards, key=lambda s: s.index[0].start or 0)
+    seen, local_index = set(), []
+    for s in shards:  # a row replicated on several local devices appears once
+        key = s.index[0].start or 0
+        if key not in seen:
+            seen.add(key)
+            local_index.append(np.asarray(s.data))
+    local_index = np.concatenate(local_index)
+    ids = [i.decode() if isinstance(i, bytes) else str(i) for i in batch["id"]]
+    return {int(i): d for i, d in zip(local_index, ids) if i >= 0}
+
+
+def collect(step_fn: Callable, variables, eval_iter, progress: Optional[Callable] = None):
+    """Runs ``step_fn`` over the iterator; returns host arrays of the valid rows only."""
+    outputs, ids = [], {}
+    for batch in eval_iter:
+        out = step_fn(variables, {k: v for k, v in batch.items() if k != "id"})
+        ids.update(_local_ids(batch))
+        outputs.append(out)
+        if progress:
+            progress()
+    host = jax.device_get(outputs)
+    merged = {k: np.concatenate([o[k] for o in host]) for k in host[0]}
+    valid = merged.pop("mask") > 0
+    merged = {k: v[valid] for k, v in merged.items()}
+    order = np.argsort(merged["index"], kind="stable")
+    merged = {k: v[order] for k, v in merged.items()}
+    if len(np.unique(merged["index"])) != len(merged["index"]):
+        raise RuntimeError("evaluation saw an example twice; the eval iterator is broken.")
+    return merged, ids
+
+
+def gather_ids(ids: Dict[int, str], workdir: str, tag: str) -> Dict[int, str]:
+    """Every process' (index -> id) pairs, on process 0 (through the shared workdir)."""
+    if jax.process_count() == 1:
+        return ids
+    part = os.path.join(workdir, f".ids_{tag}_{jax.process_index()}.json")
+    with open(part, "w") as f:
+        json.dump(ids, f)
+    multihost_utils.sync_global_devices(f"ids_{tag}")
+    if jax.process_index() != 0:
+        return ids
+    merged = {}
+    for p in range(jax.process_count()):
+        path = os.path.join(workdir, f".ids_{tag}_{p}.json")
+        with open(path) as f:
+            merged.update({int(k): v for k, v in json.load(f).items()})
+        os.remove(path)
+    return merged
+
+
+def score(results: dict, task: str, threshold: float) -> dict:
+    if task == "single_label":
+        return metrics_lib.single_label_metrics(results["logits"],
+                                                np.argmax(results["labels"], axis=-1))
+    return metrics_lib.multilabel_metrics(results["logits"], results["labels"],
+                                          ignore=results["ignore"], threshold=threshold)
+
+
+def save_predictions(path: str, results: dict, ids: Dict[int, str],
+                     class_names: Sequence[str]) -> None:
+    """One .npz: index, id, logits, labels, ignore (sorted by index), class_names."""
+    id_array = np.array([ids.get(int(i), "") for i in results["index"]], dtype=object)
+    np.savez(path, index=results["index"], id=id_array.astype(str),
+             logits=results["logits"], labels=results["labels"], ignore=results["ignore"],
+             class_names=np.array(class_names))
+
+
+def write_voc_comp2(out_dir: str, results: dict, ids: Dict[int, str],
+                    class_names: Sequence[str]) -> str:
+    """PASCAL VOC evaluation-server classification files (comp2: any training data):
+    ``results/VOC2012/Main/comp2_cls_test_<class>.txt`` with lines ``<image id> <score>``."""
+    main = os.path.join(out_dir, "results", "VOC2012", "Main")
+    os.makedirs(main, exist_ok=True)
+    probs = 1.0 / (1.0 + np.exp(-results["logits"].astype(np.float64)))
+    names = [ids.get(int(i), str(int(i))) for i in results["index"]]
+    for c, cls in enumerate(class_names):
+        with open(os.path.join(main, f"comp2_cls_test_{cls}.txt"), "w") as f:
+            f.writelines(f"{n} {p:.6f}\n" for n, p in zip(names, probs[:, c]))
+    return main
+
+
+def summary_line(m: dict, task: str) -> str:
+    if task == "single_label":
+        return f"top1 {m['top1']:.2f}  top5 {m['top5']:.2f}"
+    return ("mAP {mAP:.2f}  CP {CP:.1f} CR {CR:.1f} CF1 {CF1:.1f}  OP {OP:.1f} OR {OR:.1f} "
+            "OF1 {OF1:.1f}  | top3 CF1 {CF1_top3:.1f} OF1 {OF1_top3:.1f}").format(**m)
+
+
+def lambda_sweep(results: dict, lams: Sequence[float], threshold: float) -> dict:
+    """mean + lam * max for each lam; returns {lam: metrics} and the Table-1 row."""
+    rows = {}
+    for lam in lams:
+        logits = results["mean"] + lam * results["max"]
+        rows[float(lam)] = metrics_lib.multilabel_metrics(
+            logits, results["labels"], ignore=results["ignore"], threshold=threshold)
+    base = rows.get(0.0) or metrics_lib.multilabel_metrics(
+        results["mean"], results["labels"], ignore=results["ignore"], threshold=threshold)
+    best_lam = max(rows, key=lambda l: rows[l]["mAP"])
+    return {"per_lam": rows, "baseline_mAP": base["mAP"], "best_lam": best_lam,
+            "best_mAP": rows[best_lam]["mAP"], "gain": rows[best_lam]["mAP"] - base["mAP"]}
+
+
+def lambda_sweep_table(sweep: dict) -> str:
+    lines = ["lam      mAP"]
+    lines += [f"{lam:<8g} {m['mAP']:.2f}" for lam, m in sweep["per_lam"].items()]
+    lines.append(f"baseline {sweep['baseline_mAP']:.2f} | best lam {sweep['best_lam']:g}: "
+                 f"{sweep['best_mAP']:.2f} ({sweep['gain']:+.2f})")
+    return "\n".join(lines)

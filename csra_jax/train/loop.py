@@ -1,0 +1,336 @@
+"""train / evaluate / train_and_evaluate / lambda_sweep, driven by one config.
+
+The host loop only dispatches jitted steps and reads scalars every ``log_every_steps``
+(and at checkpoints), so there is no device->host round-trip per step.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+from typing import Optional
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+from jax.experimental import multihost_utils
+
+from csra_jax import data as data_lib
+from csra_jax.metrics import format_ap_table
+from csra_jax.train import evaluate as eval_lib
+from csra_jax.train.checkpoints import Checkpoints
+from csra_jax.train.config import validate_config
+from csra_jax.train.metric_writer import MetricWriter
+from csra_jax.train.optimizer import create_optimizer
+from csra_jax.train.state import (abstract_train_state, create_train_state, model_from_config,
+                                  state_variables)
+from csra_jax.train.steps import (make_eval_step, make_mesh, make_sweep_step, make_train_step,
+                                  replicated)
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+def _is_main() -> bool:
+    return jax.process_index() == 0
+
+
+def _print(msg: str) -> None:
+    if _is_main():
+        print(msg, flush=True)
+
+
+def setup_compilation_cache(config) -> None:
+    cache = os.path.expanduser(config.compilation_cache_dir)
+    if cache:
+        jax.config.update("jax_compilation_cache_dir", cache)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
+def prepare_dataset(config) -> data_lib.DatasetInfo:
+    """Dataset info (class names, splits); builds the dataset first if asked to."""
+    d = config.data
+    data_dir = os.path.expanduser(d.data_dir)
+    builder_config = d.builder_config or None
+    try:
+        return data_lib.get_dataset_info(d.name, data_dir, builder_config)
+    except data_lib.DataError:
+        if not d.build_if_missing:
+            raise
+    if _is_main():
+        kwargs = dict(d.build_kwargs)
+        if builder_config:
+            kwargs.setdefault("config_name", builder_config)
+        _print(f"building dataset {d.name} in {data_dir} ...")
+        data_lib.build_dataset(d.name, data_dir, os.path.expanduser(d.manual_dir) or None,
+                               **kwargs)
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices("dataset_built")
+    return data_lib.get_dataset_info(d.name, data_dir, builder_config)
+
+
+def _data_kwargs(config, info, mesh, train: bool) -> dict:
+    d = config.data
+    return dict(name=d.name, data_dir=os.path.expanduser(d.data_dir),
+                split=(d.train_split or info.train_split) if train else
+                (d.eval_split or info.eval_split),
+                config=d.builder_config or None,
+                global_batch_size=config.batch_size if train else config.eval_batch_size,
+                image_size=d.image_size, normalization=d.normalization,
+                num_workers=d.num_workers, read_threads=d.read_threads, mesh=mesh)
+
+
+def train_iterator(config, info, mesh):
+    d = config.data
+    return data_lib.create_train_iterator(
+        **_data_kwargs(config, info, mesh, True), seed=config.seed,
+        crop_scale=tuple(d.crop_scale), hflip=d.hflip, randaugment=d.randaugment or None)
+
+
+def eval_iterator(config, info, mesh, with_ids=True):
+    return data_lib.create_eval_iterator(**_data_kwargs(config, info, mesh, False),
+                                         with_ids=with_ids)
+
+
+def steps_per_epoch(config, info) -> int:
+    if config.steps_per_epoch > 0:
+        return config.steps_per_epoch
+    builder = data_lib.load_builder(info.name, os.path.expanduser(config.data.data_dir),
+                                    config.data.builder_config or None)
+    split = config.data.train_split or info.train_split
+    n = builder.info.splits[split].num_examples
+    steps = n // config.batch_size
+    if steps < 1:
+        raise ValueError(f"invalid config: batch_size={config.batch_size} is larger than the "
+                         f"{n} examples of {info.name}/{split}")
+    return steps
+
+
+class _Preemption:
+    """SIGTERM (TPU preemption, scancel, docker stop) -> save and exit at the next step."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+        if jax.process_count() == 1:  # multi-host: orbax's reached_preemption decides
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum, frame):
+        del signum, frame
+        self.requested = True
+
+    def restore(self):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+class Experiment:
+    """Everything one run needs, built once from the config."""
+
+    def __init__(self, config: ml_collections.ConfigDict, workdir: str):
+        validate_config(config, jax.device_count(), jax.process_count())
+        setup_compilation_cache(config)
+        self.config = config
+        self.workdir = os.path.abspath(os.path.expanduser(workdir))
+        os.makedirs(self.workdir, exist_ok=True)
+        self.mesh = make_mesh()
+        self.info = prepare_dataset(config)
+        self.class_names = tuple(self.info.class_names)
+        self.model = model_from_config(config, len(self.class_names))
+        accum = config.grad_accum_steps
+        self.steps_per_epoch = steps_per_epoch(config, self.info)
+        optim = dict(config.optim, num_epochs=config.num_epochs, grad_accum_steps=accum)
+        self.tx, self.schedules = create_optimizer(
+            optim, max(1, self.steps_per_epoch // accum))
+        self.rng = jax.random.PRNGKey(config.seed)
+        self.ckpts = Checkpoints(self.workdir, config.keep_checkpoints)
+        self.writer = MetricWriter(self.workdir)
+        self.eval_step = make_eval_step(self.model, self.mesh)
+        self.with_ids = True
+
+    # ----------------------------------------------------------------- state
+    def abstract_state(self):
+        return abstract_train_state(self.config, self.model, self.tx, self.rng)
+
+    def fresh_state(self):
+        state = create_train_state(self.config, self.model, self.tx, self.rng)
+        return jax.device_put(state, replicated(self.mesh))
+
+    def eval_variables(self):
+        """Variables to evaluate: the workdir's best/latest checkpoint, else the config's
+        pretrained weights (e.g. an official CSRA checkpoint)."""
+        found = self.ckpts.restore_for_eval(self.abstract_state(), replicated(self.mesh))
+        if found is not None:
+            state, meta, where = found
+            _print(f"evaluating {where}")
+            return state_variables(state), int(meta.get("step", 0))
+        if not self.config.init_checkpoint:
+            raise FileNotFoundError(
+                f"nothing to evaluate: no checkpoint in {self.workdir} and no "
+                "config.init_checkpoint; train first or point init_checkpoint at weights.")
+        _print(f"evaluating {self.config.init_checkpoint}")
+        return state_variables(self.fresh_state()), 0
+
+    # ------------------------------------------------------------ evaluation
+    def evaluate(self, variables, step: int) -> dict:
+        it = eval_iterator(self.config, self.info, self.mesh, with_ids=self.with_ids)
+        start = time.time()
+        results, ids = eval_lib.collect(self.eval_step, variables, it)
+        ids = eval_lib.gather_ids(ids, self.workdir, f"eval{step}")
+        if len(results["index"]) != it.num_examples:
+            raise RuntimeError(f"evaluated {len(results['index'])} examples, the split has "
+                               f"{it.num_examples}.")
+        elapsed = time.time() - start
+        if not _is_main():
+            return {}
+        out_dir = os.path.join(self.workdir, "eval")
+        os.makedirs(out_dir, exist_ok=True)
+        eval_lib.save_predictions(os.path.join(out_dir, f"predictions_step{step}.npz"),
+                                  results, ids, self.class_names)
+        if self.info.name == "voc2012" and not results["labels"].any():
+            where = eval_lib.write_voc_comp2(out_dir, results, ids, self.class_names)
+            _print(f"VOC2012 test has no public labels; wrote server files to {where}")
+            return {}
+        m = eval_lib.score(results, self.config.task, self.config.threshold)
+        if "AP" in m:
+            table = format_ap_table(m["AP"] / 100.0, self.class_names)
+            with open(os.path.join(out_dir, f"ap_table_step{step}.txt"), "w") as f:
+                f.write(table + "\n")
+            logging.info("per-class AP at step %d:\n%s", step, table)
+            if m.get("classes_without_positives"):
+                _print(f"note: {len(m['classes_without_positives'])} classes have no positives "
+                       "in this split and are left out of mAP")
+        _print(f"[eval step {step}] {len(results['index'])} images in {elapsed:.1f}s  "
+               + eval_lib.summary_line(m, self.config.task))
+        self.writer.write(step, {k: v for k, v in m.items() if np.isscalar(v)}, prefix="eval/")
+        return m
+
+    def lambda_sweep(self) -> dict:
+        variables, step = self.eval_variables()
+        it = eval_iterator(self.config, self.info, self.mesh, with_ids=False)
+        results, _ = eval_lib.collect(make_sweep_step(self.model, self.mesh), variables, it)
+        sweep = eval_lib.lambda_sweep(results, self.config.lambda_sweep_lams,
+                                      self.config.threshold)
+        _print("training-free lambda sweep (score = mean + lam * max):\n"
+               + eval_lib.lambda_sweep_table(sweep))
+        self.writer.write(step, {f"sweep/mAP_lam{lam:g}": m["mAP"]
+                                 for lam, m in sweep["per_lam"].items()})
+        return sweep
+
+    # -------------------------------------------------------------- training
+    def train(self, evaluate: bool = True) -> dict:
+        config = self.config
+        it = train_iterator(config, self.info, self.mesh)
+        restored = self.ckpts.restore_latest(self.abstract_state(), replicated(self.mesh), it)
+        if restored is not None:
+            state, meta = restored
+            best = float(meta.get("best_mAP", -math.inf))
+            _print(f"resumed from step {int(meta['step'])} in {self.workdir}")
+        else:
+            state, best = self.fresh_state(), -math.inf
+        train_step = make_train_step(self.model, self.tx, self.mesh, self.schedules,
+                                     config.task, config.grad_accum_steps)
+        total = config.num_epochs * self.steps_per_epoch
+        if config.max_steps > 0:
+            total = min(total, config.max_steps)
+        step = int(jax.device_get(state.step))
+        preempt = _Preemption()
+        last_metrics: dict = {}
+        try:
+            while step < total:
+                epoch = step // self.steps_per_epoch
+                epoch_end = min((epoch + 1) * self.steps_per_epoch, total)
+                bar = _progress_bar(epoch, config.num_epochs, step - epoch * self.steps_per_epoch,
+                                    self.steps_per_epoch)
+                window_start, window_steps = time.time(), 0
+                while step < epoch_end:
+                    state, metrics = train_step(state, next(it))
+                    step += 1
+                    window_steps += 1
+                    if bar is not None:
+                        bar.update(1)
+                    if step % config.log_every_steps == 0 or step == epoch_end:
+                        last_metrics = self._log(step, metrics, bar, window_start, window_steps)
+                        window_start, window_steps = time.time(), 0
+                    stop = preempt.requested or self.ckpts.latest.reached_preemption(step)
+                    if step % config.checkpoint_every_steps == 0 or stop:
+                        self._save(step, state, it, best, metrics)
+                    if stop:
+                        self.ckpts.wait()
+                        _print(f"preemption signal: saved step {step} and stopping; rerun the "
+                               "same command to resume.")
+                        return {"preempted": True, "step": step}
+                if bar is not None:
+                    bar.close()
+                epoch_done = step % self.steps_per_epoch == 0
+                if evaluate and (step == total or (epoch_done and
+                                                   (epoch + 1) % config.eval_every_epochs == 0)):
+                    self._check_finite(step, metrics)
+                    m = self.evaluate(state_variables(state), step)
+                    key = "top1" if config.task == "single_label" else "mAP"
+                    if m and m.get(key, -math.inf) > best:
+                        best = m[key]
+                        self.ckpts.save_best(step, state, {"mAP": best},
+                                             {"step": step, "epoch": epoch + 1})
+                    last_metrics.update(m)
+                self._save(step, state, it, best, metrics)
+        finally:
+            preempt.restore()
+            self.ckpts.wait()
+        return {"step": step, "best": best, **last_metrics, "state": state}
+
+    def _check_finite(self, step, metrics) -> None:
+        if int(jax.device_get(metrics["nonfinite"])):
+            raise NonFiniteLossError(
+                f"non-finite loss or gradients at or before step {step}; the state was not "
+                "updated by such steps and the last checkpoint is intact. Lower the learning "
+                "rate, use float32, or check the input data.")
+
+    def _log(self, step, metrics, bar, window_start, window_steps) -> dict:
+        self._check_finite(step, metrics)
+        host = jax.device_get(metrics)
+        ips = window_steps * self.config.batch_size / max(time.time() - window_start, 1e-9)
+        scalars = {"loss": float(host["loss"]), "images_per_s": ips,
+                   **{k: float(v) for k, v in host.items() if k.startswith("lr_")}}
+        if bar is not None:
+            bar.set_postfix(loss=f"{scalars['loss']:.4f}",
+                            lr=f"{scalars.get('lr_head', 0):.3g}", img_s=f"{ips:.1f}")
+        self.writer.write(step, scalars, prefix="train/")
+        return scalars
+
+    def _save(self, step, state, it, best, metrics):
+        self._check_finite(step, metrics)  # never checkpoint past a non-finite step
+        if step in self.ckpts.latest.all_steps():
+            return
+        self.ckpts.save(step, state, it, {"step": step, "best_mAP": best})
+
+    def close(self):
+        self.ckpts.close()
+        self.writer.close()
+
+
+def _progress_bar(epoch, num_epochs, initial, total):
+    if not _is_main():
+        return None
+    from tqdm import tqdm
+    return tqdm(total=total, initial=initial, desc=f"epoch {epoch + 1}/{num_epochs}",
+                unit="step", dynamic_ncols=True, leave=True)
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    exp = Experiment(config, workdir)
+    try:
+        if config.mode == "train":
+            return exp.train(evaluate=False)
+        if config.mode == "train_and_evaluate":
+            return exp.train(evaluate=True)
+        if config.mode == "evaluate":
+            variables, step = exp.eval_variables()
+            return exp.evaluate(variables, step)
+        return exp.lambda_sweep()
+    finally:
+        exp.close()

@@ -1,0 +1,115 @@
+"""The jitted train / eval steps, sharded over a 1-D ``data`` mesh.
+
+Batches are sharded over ``data``, the state is replicated; BatchNorm reduces over the
+global batch because the whole step is one SPMD program (no pmap, no axis names). The
+state buffers are donated. A step whose loss or gradients are not finite leaves the
+state unchanged and raises the ``nonfinite`` flag, so the host can stop with the last
+good state and checkpoint intact, without a host round-trip per step.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from csra_jax.models.classifier import Classifier
+from csra_jax.train.loss import bce_with_logits, softmax_cross_entropy
+from csra_jax.train.optimizer import learning_rates
+from csra_jax.train.state import TrainState, state_variables
+
+
+def make_mesh(devices=None) -> Mesh:
+    """A 1-D mesh named ``data`` over all (global) devices."""
+    devices = jax.devices() if devices is None else devices
+    return jax.make_mesh((len(devices),), ("data",), devices=devices)
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P())
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P("data"))
+
+
+def compute_loss(task: str, logits, batch):
+    if task == "single_label":
+        return softmax_cross_entropy(logits, jnp.argmax(batch["labels"], axis=-1),
+                                     mask=batch.get("mask"))
+    # Training ignores only what the dataset marks ignored in its training split.
+    return bce_with_logits(logits, batch["labels"], ignore=batch.get("ignore"),
+                           mask=batch.get("mask"))
+
+
+def _all_finite(tree) -> jax.Array:
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+
+
+def make_train_step(model: Classifier, tx: optax.GradientTransformation, mesh: Mesh,
+                    schedules: Mapping[str, optax.Schedule], task: str = "multi_label",
+                    grad_accum_steps: int = 1) -> Callable:
+    """Returns jitted ``(state, batch) -> (state, metrics)``; ``state`` is donated."""
+
+    def step(state: TrainState, batch):
+        rng = jax.random.fold_in(state.rng, state.step)
+
+        def loss_fn(params):
+            variables = state_variables(state.replace(params=params))
+            logits, updates = model.apply(variables, batch["image"], train=True,
+                                          mutable=["batch_stats"], rngs={"dropout": rng})
+            return compute_loss(task, logits, batch), updates.get("batch_stats", {})
+
+        (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        ok = jnp.isfinite(loss) & _all_finite(grads)
+        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
+        new_state = state.replace(
+            step=state.step + 1,
+            params=keep(params, state.params),
+            batch_stats=keep(batch_stats, state.batch_stats),
+            opt_state=keep(opt_state, state.opt_state),
+            nonfinite=state.nonfinite + (~ok).astype(jnp.int32))
+        update_step = state.step // grad_accum_steps
+        metrics = {"loss": loss, "nonfinite": new_state.nonfinite,
+                   **{f"lr_{k}": v for k, v in learning_rates(schedules, update_step).items()}}
+        return new_state, metrics
+
+    return jax.jit(step, in_shardings=(replicated(mesh), batch_sharding(mesh)),
+                   out_shardings=(replicated(mesh), replicated(mesh)), donate_argnums=(0,))
+
+
+def make_eval_step(model: Classifier, mesh: Mesh) -> Callable:
+    """Returns jitted ``(variables, batch) -> outputs`` replicated on every process, so
+    each host can read the global batch's logits, labels and masks."""
+
+    def step(variables, batch):
+        logits = model.apply(variables, batch["image"], train=False)
+        return {"logits": logits, "labels": batch["labels"], "ignore": batch["ignore"],
+                "mask": batch["mask"], "index": batch["index"]}
+
+    return jax.jit(step, in_shardings=(replicated(mesh), batch_sharding(mesh)),
+                   out_shardings=replicated(mesh))
+
+
+def make_sweep_step(model: Classifier, mesh: Mesh) -> Callable:
+    """For a ``gap`` model: per-image mean and max of the class score maps
+    s_k = W^T x_k + b, so mean + lam * max is scored for every lam from one pass."""
+
+    def step(variables, batch):
+        feats = model.backbone.apply(
+            {k: v["backbone"] for k, v in variables.items() if "backbone" in v},
+            batch["image"], train=False)
+        head = variables["params"]["head"]
+        feats = feats.reshape(feats.shape[0], -1, feats.shape[-1]).astype(jnp.float32)
+        score_map = jnp.einsum("bnd,dc->bnc", feats, head["kernel"]) + head["bias"]
+        return {"mean": score_map.mean(axis=1), "max": score_map.max(axis=1),
+                "labels": batch["labels"], "ignore": batch["ignore"], "mask": batch["mask"],
+                "index": batch["index"]}
+
+    return jax.jit(step, in_shardings=(replicated(mesh), batch_sharding(mesh)),
+                   out_shardings=replicated(mesh))
