@@ -1,0 +1,223 @@
+"""Shared helpers for the benchmarks: models, train states, the library's jitted steps,
+compile timing and interleaved steady-state timing.
+
+Benchmarks time the library's real steps (`csra_jax.train.steps.make_train_step` /
+`make_eval_step`), compiled ahead of time with ``.lower(...).compile()`` so that the
+compile time is measured separately and the timed calls never recompile.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import statistics
+import sys
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+
+# Runnable as `python bench/<name>.py` from the repo root without installing.
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+import csra_jax  # noqa: E402
+from csra_jax.train import optimizer as optimizer_lib  # noqa: E402
+from csra_jax.train import steps as steps_lib  # noqa: E402
+from csra_jax.train.state import TrainState, state_variables  # noqa: E402
+
+DTYPES = {"float32": jnp.float32, "fp32": jnp.float32, "bfloat16": jnp.bfloat16,
+          "bf16": jnp.bfloat16}
+# The paper's sizes: ResNets at 448 (VOC/COCO), ViT-B16 at 224 (WIDER).
+DEFAULT_SIZES = {"vit_b16": 224, "vit_l16": 448}
+
+
+def default_size(arch: str) -> int:
+    return DEFAULT_SIZES.get(arch, 448)
+
+
+def on_cpu() -> bool:
+    return jax.default_backend() == "cpu"
+
+
+def default_batch(size: int) -> int:
+    """Small on CPU (a resnet101@448 train step is ~10 s at batch 4), larger elsewhere."""
+    if on_cpu():
+        return 4 if size >= 448 else 8
+    return 32 if size >= 448 else 128
+
+
+def device_kind() -> str:
+    d = jax.devices()[0]
+    kind = getattr(d, "device_kind", "") or ""
+    if d.platform == "cpu":
+        kind = f"cpu {os.cpu_count()} cores"
+    return f"{d.platform}:{kind} x{jax.device_count()}"
+
+
+def describe_machine() -> str:
+    return (f"{datetime.datetime.now().isoformat(timespec='seconds')}  "
+            f"jax {jax.__version__}  backend {jax.default_backend()}  {device_kind()}  "
+            f"python {platform.python_version()}  cpu cores {os.cpu_count()}")
+
+
+def csv_list(text: str) -> List[str]:
+    return [s.strip() for s in text.split(",") if s.strip()]
+
+
+# ----------------------------------------------------------------------------- setup
+
+
+def make_model(arch: str, num_classes: int, head: str, num_heads: int, size: int,
+               dtype, lam: float = 0.5):
+    return csra_jax.create_model(arch, num_classes, head=head, num_heads=num_heads,
+                                 lam=lam, img_size=size, dtype=dtype)
+
+
+def init_variables(model, size: int, seed: int = 0) -> dict:
+    return jax.jit(model.init)(jax.random.PRNGKey(seed),
+                               jnp.zeros((1, size, size, 3), jnp.float32))
+
+
+def make_optimizer(steps_per_epoch: int = 1000):
+    """The paper's two-group SGD (lr 0.01 backbone / 0.1 head, warm-up + step decay)."""
+    return optimizer_lib.create_optimizer(
+        dict(lr_backbone=0.01, lr_head=0.1, num_epochs=30, lr_step_epochs=4),
+        steps_per_epoch)
+
+
+def make_train_state(variables: dict, tx, mesh, seed: int = 0) -> TrainState:
+    """A replicated TrainState holding *copies* of ``variables`` (the train step donates
+    its state, so the caller's variables stay valid)."""
+    copy = lambda t: jax.tree.map(lambda x: jnp.array(x, copy=True), t)
+    params = copy(variables["params"])
+    state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                       batch_stats=copy(variables.get("batch_stats", {})),
+                       opt_state=tx.init(params), rng=jax.random.PRNGKey(seed + 1),
+                       nonfinite=jnp.zeros((), jnp.int32))
+    return jax.device_put(state, steps_lib.replicated(mesh))
+
+
+def synthetic_batch(batch: int, size: int, num_classes: int, mesh, seed: int = 0) -> dict:
+    """A device-resident batch in the pipeline's layout (see csra_jax.data.pipeline)."""
+    rng = np.random.default_rng(seed)
+    host = {"image": rng.standard_normal((batch, size, size, 3), np.float32),
+            "labels": (rng.random((batch, num_classes)) < 0.1).astype(np.int8),
+            "ignore": np.zeros((batch, num_classes), np.int8),
+            "mask": np.ones((batch,), np.float32),
+            "index": np.arange(batch, dtype=np.int32)}
+    return jax.device_put(host, steps_lib.batch_sharding(mesh))
+
+
+def block(tree):
+    return jax.block_until_ready(tree)
+
+
+def aot_compile(jitted, *args):
+    """(compiled, seconds): trace + lower + XLA compile, timed."""
+    t0 = time.perf_counter()
+    compiled = jitted.lower(*args).compile()
+    return compiled, time.perf_counter() - t0
+
+
+def flops_of(compiled) -> Optional[float]:
+    """XLA's FLOP estimate of a compiled executable (None where unavailable)."""
+    try:
+        cost = compiled.cost_analysis()
+    except Exception:  # pylint: disable=broad-except
+        return None
+    if isinstance(cost, (list, tuple)):
+        cost = cost[0] if cost else None
+    if not cost:
+        return None
+    return float(cost.get("flops", 0.0)) or None
+
+
+# ----------------------------------------------------------------------------- runners
+
+
+class TrainRunner:
+    """Owns a train state and runs the library's compiled train step on a fixed batch."""
+
+    def __init__(self, compiled, state, batch):
+        self.compiled, self.state, self.batch = compiled, state, batch
+
+    def __call__(self, batch=None):
+        self.state, metrics = self.compiled(self.state, self.batch if batch is None else batch)
+        return metrics
+
+
+class EvalRunner:
+    def __init__(self, compiled, variables, batch):
+        self.compiled, self.variables, self.batch = compiled, variables, batch
+
+    def __call__(self, batch=None):
+        return self.compiled(self.variables, self.batch if batch is None else batch)
+
+
+def build_train(model, variables, mesh, batch):
+    """Compiles the library train step for ``model``; returns (runner, compile_s, flops)."""
+    tx, schedules = make_optimizer()
+    step = steps_lib.make_train_step(model, tx, mesh, schedules)
+    state = make_train_state(variables, tx, mesh)
+    compiled, secs = aot_compile(step, state, batch)
+    return TrainRunner(compiled, state, batch), secs, flops_of(compiled)
+
+
+def build_eval(model, variables, mesh, batch):
+    """Compiles the library eval step; returns (runner, compile_s, flops)."""
+    step = steps_lib.make_eval_step(model, mesh)
+    variables = jax.device_put(variables, steps_lib.replicated(mesh))
+    compiled, secs = aot_compile(step, variables, batch)
+    return EvalRunner(compiled, variables, batch), secs, flops_of(compiled)
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    t0 = time.perf_counter()
+    block(fn())
+    return time.perf_counter() - t0
+
+
+def interleaved(fns: Dict[str, Callable[[], Any]], repeats: int, warmup: int = 1,
+                log: Optional[Callable[[str], None]] = None) -> Dict[str, List[float]]:
+    """Seconds per call of each fn, calls interleaved round-robin (the starting fn rotates
+    every round), so slow drifts and other load on the machine hit all variants alike."""
+    names = list(fns)
+    for _ in range(warmup):
+        for n in names:
+            timed(fns[n])
+    out: Dict[str, List[float]] = {n: [] for n in names}
+    for r in range(repeats):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for n in order:
+            out[n].append(timed(fns[n]))
+        if log:
+            log(f"  round {r + 1}/{repeats}: " +
+                ", ".join(f"{n} {out[n][-1]:.3f}s" for n in names))
+    return out
+
+
+def median(xs: Sequence[float]) -> float:
+    return statistics.median(xs)
+
+
+def spread(xs: Sequence[float]) -> str:
+    """min-max as a percentage of the median, a quick noise indicator."""
+    m = median(xs)
+    return f"{100 * (max(xs) - min(xs)) / m:.1f}%" if m else "-"
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |",
+             "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
