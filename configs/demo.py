@@ -23,7 +23,7 @@ def get_config():
     c.data.image_size = 128
     c.data.normalization = "resnet"
     c.batch_size = 32
-    c.eval_batch_size = 100
+    c.eval_batch_size = 96
     c.num_epochs = 8
     c.optim.lr_backbone = 0.1  # from scratch: the whole net learns at the head's rate
     c.optim.lr_head = 0.1

@@ -52,5 +52,14 @@ def main(argv):
         sys.exit(2)
 
 
+def _parse_flags(argv):
+    """absl's parser, but a misspelt config field ends in one clear line (exit 2)."""
+    try:
+        return flags.FLAGS(argv)
+    except (AttributeError, KeyError) as e:  # locked ConfigDict: unknown field
+        print(f"error: invalid config override: {e.args[0] if e.args else e}", file=sys.stderr)
+        sys.exit(2)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=_parse_flags)

@@ -91,9 +91,6 @@ def test_config_loads_validates_and_documents_itself(name):
             validate_config(c, device_count=8, process_count=1)
         c.init_checkpoint = "/fake/pretrained.pth"
     validate_config(c, device_count=1, process_count=1)
-    if name in DEMOS and c.eval_batch_size % 8:
-        pytest.xfail(f"{name}: eval_batch_size={c.eval_batch_size} is not divisible by 8 "
-                     "devices (demo runs on 1-4 devices; owner of the demo configs to decide)")
     validate_config(c, device_count=8, process_count=1)
 
 
