@@ -14,6 +14,7 @@ resumes from its latest checkpoint. Multi-host: run the same command on every ho
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 from absl import app, flags, logging
@@ -57,7 +58,12 @@ def _parse_flags(argv):
     try:
         return flags.FLAGS(argv)
     except (AttributeError, KeyError) as e:  # locked ConfigDict: unknown field
-        print(f"error: invalid config override: {e.args[0] if e.args else e}", file=sys.stderr)
+        text = str(e.args[0] if e.args else e)
+        name = re.search(r'instead of "([\w.]+)"|Key "([\w.]+)"', text)
+        hint = re.search(r'Did you mean "([\w.]+)"', text)
+        print(f"error: unknown config field {(name.group(1) or name.group(2)) if name else text.strip(chr(39) + chr(34) + chr(92))!r}"
+              + (f"; did you mean {hint.group(1)!r}?" if hint else "") + " (see the "
+              "fields in csra_jax/train/config.py)", file=sys.stderr)
         sys.exit(2)
 
 
