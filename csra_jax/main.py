@@ -53,17 +53,21 @@ def main(argv):
         sys.exit(2)
 
 
+def _unknown_field_message(error: Exception) -> str:
+    text = str(error.args[0] if error.args else error)
+    found = re.search(r'instead of "([\w.]+)"|Key "([\w.]+)"', text)
+    name = (found.group(1) or found.group(2)) if found else text.strip("'\"\\")
+    hint = re.search(r'Did you mean "([\w.]+)"', text)
+    return (f"unknown config field {name!r}" + (f"; did you mean {hint.group(1)!r}?" if hint else "")
+            + " (the fields are in csra_jax/train/config.py)")
+
+
 def _parse_flags(argv):
     """absl's parser, but a misspelt config field ends in one clear line (exit 2)."""
     try:
         return flags.FLAGS(argv)
     except (AttributeError, KeyError) as e:  # locked ConfigDict: unknown field
-        text = str(e.args[0] if e.args else e)
-        name = re.search(r'instead of "([\w.]+)"|Key "([\w.]+)"', text)
-        hint = re.search(r'Did you mean "([\w.]+)"', text)
-        print(f"error: unknown config field {(name.group(1) or name.group(2)) if name else text.strip(chr(39) + chr(34) + chr(92))!r}"
-              + (f"; did you mean {hint.group(1)!r}?" if hint else "") + " (see the "
-              "fields in csra_jax/train/config.py)", file=sys.stderr)
+        print(f"error: {_unknown_field_message(e)}", file=sys.stderr)
         sys.exit(2)
 
 
