@@ -133,6 +133,8 @@ class Experiment:
 
     def __init__(self, config: ml_collections.ConfigDict, workdir: str):
         validate_config(config, jax.device_count(), jax.process_count())
+        # Installed first: a preemption during start-up or compilation is honoured too.
+        self.preemption = _Preemption()
         setup_compilation_cache(config)
         self.config = config
         self.workdir = os.path.abspath(os.path.expanduser(workdir))
@@ -238,7 +240,7 @@ class Experiment:
         if config.max_steps > 0:
             total = min(total, config.max_steps)
         step = int(jax.device_get(state.step))
-        preempt = _Preemption()
+        preempt = self.preemption
         last_metrics: dict = {}
         try:
             while step < total:
@@ -279,7 +281,6 @@ class Experiment:
                     last_metrics.update(m)
                 self._save(step, state, it, best, metrics)
         finally:
-            preempt.restore()
             self.ckpts.wait()
         return {"step": step, "best": best, **last_metrics, "state": state}
 
@@ -309,6 +310,7 @@ class Experiment:
         self.ckpts.save(step, state, it, {"step": step, "best_mAP": best})
 
     def close(self):
+        self.preemption.restore()
         self.ckpts.close()
         self.writer.close()
 
