@@ -23,60 +23,60 @@ from csra_jax.data.errors import DataError
 
 
 def _kv(text: str) -> tuple[str, str]:
-  if "=" not in text:
-    raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-  k, v = text.split("=", 1)
-  return k, v
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    k, v = text.split("=", 1)
+    return k, v
 
 
 def _value(v: str):
-  try:
-    return json.loads(v)
-  except json.JSONDecodeError:
-    return v
+    try:
+        return json.loads(v)
+    except json.JSONDecodeError:
+        return v
 
 
 def main(argv=None) -> int:
-  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("dataset", choices=sorted(registry.DATASETS))
-  p.add_argument("--data_dir", required=True, help="where prepared datasets go")
-  p.add_argument("--manual_dir", help="folder holding the official downloads")
-  p.add_argument("--config", help="builder config name (e.g. coco2014 keep_empty)")
-  p.add_argument("--on_corrupt", choices=("error", "skip"), default="error")
-  p.add_argument("--no_verify_images", action="store_true",
-                 help="do not decode each image at build time (faster, finds nothing)")
-  p.add_argument("--name", help="config name for multilabel_json / custom configs")
-  p.add_argument("--annotations", type=_kv, action="append", default=[],
-                 help="multilabel_json: SPLIT=PATH (repeat per split)")
-  p.add_argument("--format", choices=("csra", "simple"))
-  p.add_argument("--target_scheme", choices=("voc07", "coco", "wider"))
-  p.add_argument("--class_names_file")
-  p.add_argument("--image_root")
-  p.add_argument("--set", type=_kv, action="append", default=[], dest="sets",
-                 help="any config field, KEY=VALUE (JSON value), e.g. num_train=100")
-  a = p.parse_args(argv)
-  kwargs = {k: _value(v) for k, v in a.sets}
-  if a.annotations:
-    kwargs["annotations"] = dict(a.annotations)
-  for key in ("format", "target_scheme", "class_names_file", "image_root"):
-    if getattr(a, key) is not None:
-      kwargs[key] = getattr(a, key)
-  if a.name:
-    kwargs["config_name"] = a.name
-  if a.config:
-    kwargs["config"] = a.config
-  try:
-    builder = registry.build_dataset(a.dataset, a.data_dir, a.manual_dir,
-                                     on_corrupt=a.on_corrupt,
-                                     verify_images=not a.no_verify_images, **kwargs)
-  except DataError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
-  splits = {k: v.num_examples for k, v in builder.info.splits.items()}
-  print(f"built {a.dataset} ({builder.builder_config.name if builder.builder_config else 'default'}) "
-        f"in {builder.data_dir}: {splits}")
-  return 0
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("dataset", choices=sorted(registry.DATASETS))
+    p.add_argument("--data_dir", required=True, help="where prepared datasets go")
+    p.add_argument("--manual_dir", help="folder holding the official downloads")
+    p.add_argument("--config", help="builder config name (e.g. coco2014 keep_empty)")
+    p.add_argument("--on_corrupt", choices=("error", "skip"), default="error")
+    p.add_argument("--no_verify_images", action="store_true",
+                   help="do not decode each image at build time (faster, finds nothing)")
+    p.add_argument("--name", help="config name for multilabel_json / custom configs")
+    p.add_argument("--annotations", type=_kv, action="append", default=[],
+                   help="multilabel_json: SPLIT=PATH (repeat per split)")
+    p.add_argument("--format", choices=("csra", "simple"))
+    p.add_argument("--target_scheme", choices=("voc07", "coco", "wider"))
+    p.add_argument("--class_names_file")
+    p.add_argument("--image_root")
+    p.add_argument("--set", type=_kv, action="append", default=[], dest="sets",
+                   help="any config field, KEY=VALUE (JSON value), e.g. num_train=100")
+    a = p.parse_args(argv)
+    kwargs = {k: _value(v) for k, v in a.sets}
+    if a.annotations:
+        kwargs["annotations"] = dict(a.annotations)
+    for key in ("format", "target_scheme", "class_names_file", "image_root"):
+        if getattr(a, key) is not None:
+            kwargs[key] = getattr(a, key)
+    if a.name:
+        kwargs["config_name"] = a.name
+    if a.config:
+        kwargs["config"] = a.config
+    try:
+        builder = registry.build_dataset(a.dataset, a.data_dir, a.manual_dir,
+                                         on_corrupt=a.on_corrupt,
+                                         verify_images=not a.no_verify_images, **kwargs)
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    splits = {k: v.num_examples for k, v in builder.info.splits.items()}
+    print(f"built {a.dataset} ({builder.builder_config.name if builder.builder_config else 'default'}) "
+          f"in {builder.data_dir}: {splits}")
+    return 0
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+    sys.exit(main())

@@ -38,146 +38,146 @@ CORRUPT_FIX = ("Re-download / re-extract it, or build with on_corrupt='skip' to 
 
 
 class CorruptImageCounter:
-  """Counts images skipped with on_corrupt='skip' and reports them once at the end."""
+    """Counts images skipped with on_corrupt='skip' and reports them once at the end."""
 
-  def __init__(self, policy: str):
-    if policy not in ON_CORRUPT_CHOICES:
-      raise ValueError(f"on_corrupt must be one of {ON_CORRUPT_CHOICES}, got {policy!r}")
-    self.policy = policy
-    self.skipped: list[str] = []
+    def __init__(self, policy: str):
+        if policy not in ON_CORRUPT_CHOICES:
+            raise ValueError(f"on_corrupt must be one of {ON_CORRUPT_CHOICES}, got {policy!r}")
+        self.policy = policy
+        self.skipped: list[str] = []
 
-  def handle(self, path: PathLike, reason: str) -> None:
-    if self.policy == "error":
-      raise DataError(path, f"unreadable or truncated image ({reason}).", CORRUPT_FIX)
-    self.skipped.append(str(path))
-    logging.warning("Skipping corrupt image %s (%s)", path, reason)
+    def handle(self, path: PathLike, reason: str) -> None:
+        if self.policy == "error":
+            raise DataError(path, f"unreadable or truncated image ({reason}).", CORRUPT_FIX)
+        self.skipped.append(str(path))
+        logging.warning("Skipping corrupt image %s (%s)", path, reason)
 
-  def report(self, dataset: str, split: str) -> None:
-    """Prints the count (always, so a zero is visible too when skipping is enabled)."""
-    if self.policy != "skip":
-      return
-    n = len(self.skipped)
-    msg = f"[{dataset}/{split}] skipped {n} corrupt image(s)"
-    if n:
-      msg += ": " + ", ".join(self.skipped[:10]) + (" ..." if n > 10 else "")
-    print(msg, file=sys.stderr, flush=True)
-    logging.info(msg)
+    def report(self, dataset: str, split: str) -> None:
+        """Prints the count (always, so a zero is visible too when skipping is enabled)."""
+        if self.policy != "skip":
+            return
+        n = len(self.skipped)
+        msg = f"[{dataset}/{split}] skipped {n} corrupt image(s)"
+        if n:
+            msg += ": " + ", ".join(self.skipped[:10]) + (" ..." if n > 10 else "")
+        print(msg, file=sys.stderr, flush=True)
+        logging.info(msg)
 
 
 def verify_image_bytes(data: bytes) -> tuple[int, int]:
-  """Fully decodes `data` (cheaply: JPEGs at 1/8 scale) and returns (width, height).
+    """Fully decodes `data` (cheaply: JPEGs at 1/8 scale) and returns (width, height).
 
-  Raises whatever PIL raises for unreadable or truncated files. Truncation is only
-  detected by decoding the whole entropy-coded stream, hence `load()`.
-  """
-  with Image.open(io.BytesIO(data)) as im:
-    size = im.size
-    if im.format == "JPEG":
-      im.draft("RGB", (max(1, size[0] // 8), max(1, size[1] // 8)))
-    im.load()
-  return size
+    Raises whatever PIL raises for unreadable or truncated files. Truncation is only
+    detected by decoding the whole entropy-coded stream, hence `load()`.
+    """
+    with Image.open(io.BytesIO(data)) as im:
+        size = im.size
+        if im.format == "JPEG":
+            im.draft("RGB", (max(1, size[0] // 8), max(1, size[1] // 8)))
+        im.load()
+    return size
 
 
 def read_image(path: epath.Path, counter: CorruptImageCounter,
                verify: bool = True) -> bytes | None:
-  """Returns the file's bytes, or None if corrupt and the policy is 'skip'."""
-  if not path.exists():
-    raise DataError(path, "image listed in the annotations but not found (missing file).",
-                    "Check that the image folder is complete and in the documented place.")
-  data = path.read_bytes()
-  if verify:
-    try:
-      verify_image_bytes(data)
-    except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, ...
-      counter.handle(path, f"{type(e).__name__}: {e}")
-      return None
-  return data
+    """Returns the file's bytes, or None if corrupt and the policy is 'skip'."""
+    if not path.exists():
+        raise DataError(path, "image listed in the annotations but not found (missing file).",
+                        "Check that the image folder is complete and in the documented place.")
+    data = path.read_bytes()
+    if verify:
+        try:
+            verify_image_bytes(data)
+        except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, ...
+            counter.handle(path, f"{type(e).__name__}: {e}")
+            return None
+    return data
 
 
 def load_json(path: epath.Path, what: str) -> Any:
-  """json.loads with a DataError naming the file and the position on failure."""
-  require_file(path, what)
-  try:
-    return json.loads(path.read_text())
-  except json.JSONDecodeError as e:
-    raise DataError(path, f"malformed JSON in {what}: {e.msg} at line {e.lineno} "
-                    f"column {e.colno}.", "Re-download the file or fix its syntax.") from e
-  except UnicodeDecodeError as e:
-    raise DataError(path, f"{what} is not UTF-8 text ({e}).") from e
+    """json.loads with a DataError naming the file and the position on failure."""
+    require_file(path, what)
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise DataError(path, f"malformed JSON in {what}: {e.msg} at line {e.lineno} "
+                        f"column {e.colno}.", "Re-download the file or fix its syntax.") from e
+    except UnicodeDecodeError as e:
+        raise DataError(path, f"{what} is not UTF-8 text ({e}).") from e
 
 
 def parse_xml(path: epath.Path, what: str) -> ET.Element:
-  """ElementTree parse with a DataError naming the file on failure."""
-  require_file(path, what)
-  try:
-    return ET.fromstring(path.read_bytes())
-  except ET.ParseError as e:
-    raise DataError(path, f"malformed XML in {what}: {e}.",
-                    "Re-extract the annotation archive.") from e
+    """ElementTree parse with a DataError naming the file on failure."""
+    require_file(path, what)
+    try:
+        return ET.fromstring(path.read_bytes())
+    except ET.ParseError as e:
+        raise DataError(path, f"malformed XML in {what}: {e}.",
+                        "Re-extract the annotation archive.") from e
 
 
 def resolve_manual_dir(dl_manager, builder_name: str) -> epath.Path:
-  """The manual dir as a Path, with our message (not tfds' assert) when missing."""
-  path = getattr(dl_manager, "_manual_dir", None)
-  if path is None:
-    raise DataError(None, f"{builder_name} needs manual_dir: the folder holding the "
-                    "official downloads (see the README's Datasets section).")
-  return require_dir(path, f"{builder_name} manual_dir",
-                     "Pass the folder holding the official downloads (README, Datasets).")
+    """The manual dir as a Path, with our message (not tfds' assert) when missing."""
+    path = getattr(dl_manager, "_manual_dir", None)
+    if path is None:
+        raise DataError(None, f"{builder_name} needs manual_dir: the folder holding the "
+                        "official downloads (see the README's Datasets section).")
+    return require_dir(path, f"{builder_name} manual_dir",
+                       "Pass the folder holding the official downloads (README, Datasets).")
 
 
 class MultiLabelBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-  """Base class: common features, class-name metadata and the corrupt-image policy.
+    """Base class: common features, class-name metadata and the corrupt-image policy.
 
-  Args (besides the usual tfds ones):
-    on_corrupt: 'error' (default) raises on the first unreadable/truncated image;
-      'skip' leaves such images out and prints how many were skipped per split.
-    verify_images: decode every image once at build time (default True) so corrupt
-      files are found now, not in the middle of training.
-  """
+    Args (besides the usual tfds ones):
+      on_corrupt: 'error' (default) raises on the first unreadable/truncated image;
+        'skip' leaves such images out and prints how many were skipped per split.
+      verify_images: decode every image once at build time (default True) so corrupt
+        files are found now, not in the middle of training.
+    """
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Initial release."}
-  CLASS_NAMES: Sequence[str] = ()
-  HOMEPAGE = ""
-  EXTRA_FEATURES: dict = {}
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "Initial release."}
+    CLASS_NAMES: Sequence[str] = ()
+    HOMEPAGE = ""
+    EXTRA_FEATURES: dict = {}
 
-  def __init__(self, *, on_corrupt: str = "error", verify_images: bool = True, **kwargs):
-    self._counter = CorruptImageCounter(on_corrupt)  # validates on_corrupt early
-    self._on_corrupt = on_corrupt
-    self._verify_images = verify_images
-    kwargs.setdefault("file_format", "array_record")
-    super().__init__(**kwargs)
+    def __init__(self, *, on_corrupt: str = "error", verify_images: bool = True, **kwargs):
+        self._counter = CorruptImageCounter(on_corrupt)  # validates on_corrupt early
+        self._on_corrupt = on_corrupt
+        self._verify_images = verify_images
+        kwargs.setdefault("file_format", "array_record")
+        super().__init__(**kwargs)
 
-  def class_names(self) -> tuple[str, ...]:
-    return tuple(self.CLASS_NAMES)
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(self.CLASS_NAMES)
 
-  def _info(self) -> tfds.core.DatasetInfo:
-    names = self.class_names()
-    n = len(names)
-    features = {
-        "image": tfds.features.Tensor(shape=(), dtype=np.object_),
-        "labels": tfds.features.Tensor(shape=(n,), dtype=np.int8),
-        "ignore": tfds.features.Tensor(shape=(n,), dtype=np.int8),
-        "id": tfds.features.Text(),
-        **self.EXTRA_FEATURES,
-    }
-    return tfds.core.DatasetInfo(
-        builder=self,
-        description=(self.__doc__ or "").strip().split("\n")[0],
-        features=tfds.features.FeaturesDict(features),
-        metadata=tfds.core.MetadataDict(class_names=list(names)),
-        homepage=self.HOMEPAGE or None,
-    )
+    def _info(self) -> tfds.core.DatasetInfo:
+        names = self.class_names()
+        n = len(names)
+        features = {
+            "image": tfds.features.Tensor(shape=(), dtype=np.object_),
+            "labels": tfds.features.Tensor(shape=(n,), dtype=np.int8),
+            "ignore": tfds.features.Tensor(shape=(n,), dtype=np.int8),
+            "id": tfds.features.Text(),
+            **self.EXTRA_FEATURES,
+        }
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description=(self.__doc__ or "").strip().split("\n")[0],
+            features=tfds.features.FeaturesDict(features),
+            metadata=tfds.core.MetadataDict(class_names=list(names)),
+            homepage=self.HOMEPAGE or None,
+        )
 
-  def _new_counter(self) -> CorruptImageCounter:
-    return CorruptImageCounter(self._on_corrupt)
+    def _new_counter(self) -> CorruptImageCounter:
+        return CorruptImageCounter(self._on_corrupt)
 
-  def _image(self, path: epath.Path, counter: CorruptImageCounter) -> bytes | None:
-    return read_image(path, counter, verify=self._verify_images)
+    def _image(self, path: epath.Path, counter: CorruptImageCounter) -> bytes | None:
+        return read_image(path, counter, verify=self._verify_images)
 
 
 def example(image: bytes, labels: np.ndarray, ignore: np.ndarray, id_: str,
             **extra) -> dict[str, Any]:
-  return {"image": image, "labels": np.asarray(labels, np.int8),
-          "ignore": np.asarray(ignore, np.int8), "id": id_, **extra}
+    return {"image": image, "labels": np.asarray(labels, np.int8),
+            "ignore": np.asarray(ignore, np.int8), "id": id_, **extra}

@@ -19,17 +19,17 @@ from csra_jax.data.errors import DataError, require_dir
 
 @dataclasses.dataclass(frozen=True)
 class DatasetInfo:
-  name: str
-  builder_cls: Type[common.MultiLabelBuilder]
-  class_names: Optional[tuple[str, ...]]   # None: chosen per build (multilabel_json)
-  train_split: str
-  eval_split: str
-  splits: tuple[str, ...]
-  config_cls: Any = None                   # BuilderConfig dataclass for keyword configs
+    name: str
+    builder_cls: Type[common.MultiLabelBuilder]
+    class_names: Optional[tuple[str, ...]]   # None: chosen per build (multilabel_json)
+    train_split: str
+    eval_split: str
+    splits: tuple[str, ...]
+    config_cls: Any = None                   # BuilderConfig dataclass for keyword configs
 
-  @property
-  def num_classes(self) -> Optional[int]:
-    return None if self.class_names is None else len(self.class_names)
+    @property
+    def num_classes(self) -> Optional[int]:
+        return None if self.class_names is None else len(self.class_names)
 
 
 DATASETS: dict[str, DatasetInfo] = {
@@ -53,92 +53,92 @@ DATASETS: dict[str, DatasetInfo] = {
 
 
 def _info(name: str) -> DatasetInfo:
-  if name not in DATASETS:
-    raise DataError(None, f"unknown dataset {name!r}; known: {', '.join(DATASETS)}.")
-  return DATASETS[name]
+    if name not in DATASETS:
+        raise DataError(None, f"unknown dataset {name!r}; known: {', '.join(DATASETS)}.")
+    return DATASETS[name]
 
 
 def get_dataset_info(name: str, data_dir: Optional[str] = None,
                      config: Optional[str] = None) -> DatasetInfo:
-  """Static info; with data_dir, class names/splits come from the prepared dataset."""
-  info = _info(name)
-  if data_dir is None:
-    if info.class_names is None:
-      raise DataError(None, f"{name}'s class names are chosen per build: pass data_dir "
-                      "(and config) of a prepared dataset.")
-    return info
-  builder = load_builder(name, data_dir, config)
-  names = tuple(builder.info.metadata["class_names"])
-  splits = tuple(builder.info.splits.keys())
-  train = info.train_split if info.train_split in splits else splits[0]
-  evals = info.eval_split if info.eval_split in splits else splits[-1]
-  return dataclasses.replace(info, class_names=names, splits=splits, train_split=train,
-                             eval_split=evals)
+    """Static info; with data_dir, class names/splits come from the prepared dataset."""
+    info = _info(name)
+    if data_dir is None:
+        if info.class_names is None:
+            raise DataError(None, f"{name}'s class names are chosen per build: pass data_dir "
+                            "(and config) of a prepared dataset.")
+        return info
+    builder = load_builder(name, data_dir, config)
+    names = tuple(builder.info.metadata["class_names"])
+    splits = tuple(builder.info.splits.keys())
+    train = info.train_split if info.train_split in splits else splits[0]
+    evals = info.eval_split if info.eval_split in splits else splits[-1]
+    return dataclasses.replace(info, class_names=names, splits=splits, train_split=train,
+                               eval_split=evals)
 
 
 def _make_config(info: DatasetInfo, kwargs: dict):
-  """Turns config keyword arguments (e.g. num_train=64) into a BuilderConfig."""
-  if info.config_cls is None:
-    return None
-  fields = {f.name for f in dataclasses.fields(info.config_cls)} - {
-      "name", "version", "release_notes", "supported_versions", "description", "tags"}
-  cfg_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in fields}
-  if not cfg_kwargs:
-    return None
-  name = kwargs.pop("config_name", None)
-  if name is None:
-    name = "custom_" + "_".join(f"{k}{v}" for k, v in sorted(cfg_kwargs.items())
-                                if not isinstance(v, (dict, list, tuple)))
-    name = "".join(ch if ch.isalnum() or ch in "_." else "_" for ch in name)
-  return info.config_cls(name=name, **cfg_kwargs)
+    """Turns config keyword arguments (e.g. num_train=64) into a BuilderConfig."""
+    if info.config_cls is None:
+        return None
+    fields = {f.name for f in dataclasses.fields(info.config_cls)} - {
+        "name", "version", "release_notes", "supported_versions", "description", "tags"}
+    cfg_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in fields}
+    if not cfg_kwargs:
+        return None
+    name = kwargs.pop("config_name", None)
+    if name is None:
+        name = "custom_" + "_".join(f"{k}{v}" for k, v in sorted(cfg_kwargs.items())
+                                    if not isinstance(v, (dict, list, tuple)))
+        name = "".join(ch if ch.isalnum() or ch in "_." else "_" for ch in name)
+    return info.config_cls(name=name, **cfg_kwargs)
 
 
 def build_dataset(name: str, data_dir: str, manual_dir: Optional[str] = None,
                   **builder_kwargs) -> tfds.core.DatasetBuilder:
-  """Builds `name` into data_dir (ArrayRecord) from local raw files; returns the builder.
+    """Builds `name` into data_dir (ArrayRecord) from local raw files; returns the builder.
 
-  builder_kwargs: `config` (a name or BuilderConfig), `on_corrupt` ('error'|'skip'),
-  `verify_images`, or the fields of the dataset's config dataclass (a config is made
-  from them; `config_name=` names it), e.g. synthetic_shapes num_train=64, image_size=64.
-  Nothing is downloaded: datasets other than synthetic_shapes need manual_dir (or,
-  for multilabel_json, annotation paths).
-  """
-  info = _info(name)
-  cfg = _make_config(info, builder_kwargs)
-  if cfg is not None:
-    if "config" in builder_kwargs:
-      raise DataError(None, "pass either config=... or config fields, not both.")
-    builder_kwargs["config"] = cfg
-  if manual_dir is not None:
-    require_dir(manual_dir, f"{name} manual_dir",
-                "Pass the folder holding the official downloads (README, Datasets).")
-  elif name not in ("synthetic_shapes", "multilabel_json"):
-    raise DataError(None, f"{name} needs manual_dir=<folder with the official downloads> "
-                    "(see the README's Datasets section); nothing is downloaded.")
-  builder = info.builder_cls(data_dir=str(data_dir), **builder_kwargs)
-  dl_config = tfds.download.DownloadConfig(manual_dir=manual_dir, try_download_gcs=False)
-  builder.download_and_prepare(download_config=dl_config)
-  return builder
+    builder_kwargs: `config` (a name or BuilderConfig), `on_corrupt` ('error'|'skip'),
+    `verify_images`, or the fields of the dataset's config dataclass (a config is made
+    from them; `config_name=` names it), e.g. synthetic_shapes num_train=64, image_size=64.
+    Nothing is downloaded: datasets other than synthetic_shapes need manual_dir (or,
+    for multilabel_json, annotation paths).
+    """
+    info = _info(name)
+    cfg = _make_config(info, builder_kwargs)
+    if cfg is not None:
+        if "config" in builder_kwargs:
+            raise DataError(None, "pass either config=... or config fields, not both.")
+        builder_kwargs["config"] = cfg
+    if manual_dir is not None:
+        require_dir(manual_dir, f"{name} manual_dir",
+                    "Pass the folder holding the official downloads (README, Datasets).")
+    elif name not in ("synthetic_shapes", "multilabel_json"):
+        raise DataError(None, f"{name} needs manual_dir=<folder with the official downloads> "
+                        "(see the README's Datasets section); nothing is downloaded.")
+    builder = info.builder_cls(data_dir=str(data_dir), **builder_kwargs)
+    dl_config = tfds.download.DownloadConfig(manual_dir=manual_dir, try_download_gcs=False)
+    builder.download_and_prepare(download_config=dl_config)
+    return builder
 
 
 def prepared_dir(name: str, data_dir: str, config: Optional[str] = None) -> epath.Path:
-  """data_dir/name/config/version of a prepared dataset (latest version)."""
-  info = _info(name)
-  if config is None:
-    configs = info.builder_cls.BUILDER_CONFIGS
-    config = configs[0].name if configs else None
-  base = epath.Path(data_dir) / name
-  if config is not None:
-    base = base / config
-  versions = sorted((p for p in base.glob("*.*.*") if (p / "dataset_info.json").exists()),
-                    key=lambda p: tuple(int(x) for x in p.name.split(".")))
-  if not versions:
-    raise DataError(base, f"no prepared {name} dataset here (missing directory or "
-                    "unfinished build).", f"Build it first: python -m csra_jax.data.build "
-                    f"{name} --data_dir={data_dir} ...")
-  return versions[-1]
+    """data_dir/name/config/version of a prepared dataset (latest version)."""
+    info = _info(name)
+    if config is None:
+        configs = info.builder_cls.BUILDER_CONFIGS
+        config = configs[0].name if configs else None
+    base = epath.Path(data_dir) / name
+    if config is not None:
+        base = base / config
+    versions = sorted((p for p in base.glob("*.*.*") if (p / "dataset_info.json").exists()),
+                      key=lambda p: tuple(int(x) for x in p.name.split(".")))
+    if not versions:
+        raise DataError(base, f"no prepared {name} dataset here (missing directory or "
+                        "unfinished build).", f"Build it first: python -m csra_jax.data.build "
+                        f"{name} --data_dir={data_dir} ...")
+    return versions[-1]
 
 
 def load_builder(name: str, data_dir: str, config: Optional[str] = None):
-  """Read-only builder of a prepared dataset (no builder code or raw files needed)."""
-  return tfds.builder_from_directory(str(prepared_dir(name, data_dir, config)))
+    """Read-only builder of a prepared dataset (no builder code or raw files needed)."""
+    return tfds.builder_from_directory(str(prepared_dir(name, data_dir, config)))
