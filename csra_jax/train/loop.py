@@ -140,6 +140,9 @@ class Experiment:
         self.workdir = os.path.abspath(os.path.expanduser(workdir))
         os.makedirs(self.workdir, exist_ok=True)
         self.mesh = make_mesh()
+        if _is_main():  # lets predict / evaluate rebuild the model from the workdir alone
+            with open(os.path.join(self.workdir, "config.json"), "w") as f:
+                f.write(config.to_json_best_effort(indent=2, sort_keys=True))
         self.info = prepare_dataset(config)
         self.class_names = tuple(self.info.class_names)
         self.model = model_from_config(config, len(self.class_names))
