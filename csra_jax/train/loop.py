@@ -205,7 +205,7 @@ class Experiment:
             table = format_ap_table(m["AP"] / 100.0, self.class_names)
             with open(os.path.join(out_dir, f"ap_table_step{step}.txt"), "w") as f:
                 f.write(table + "\n")
-            logging.info("per-class AP at step %d:\n%s", step, table)
+            _print(table)
             if m.get("classes_without_positives"):
                 _print(f"note: {len(m['classes_without_positives'])} classes have no positives "
                        "in this split and are left out of mAP")
