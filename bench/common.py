@@ -73,6 +73,21 @@ def csv_list(text: str) -> List[str]:
 # ----------------------------------------------------------------------------- setup
 
 
+def make_mesh():
+    """The library's 1-D ``data`` mesh, but with ``AxisType.Auto``.
+
+    ``csra_jax.train.steps.make_mesh`` calls ``jax.make_mesh`` without ``axis_types``;
+    since jax 0.7 that gives *Explicit* axes, and under an explicit mesh the ViT's
+    ``concatenate([broadcast cls token, patch tokens])`` raises ShardingTypeError (the
+    token is unsharded, the patches are sharded over ``data``) inside the library's
+    own train/eval steps. ResNets are unaffected. Same devices and shardings otherwise.
+    """
+    mesh = steps_lib.make_mesh()
+    return jax.make_mesh(mesh.devices.shape, mesh.axis_names,
+                         axis_types=(jax.sharding.AxisType.Auto,) * len(mesh.axis_names),
+                         devices=list(mesh.devices.flat))
+
+
 def make_model(arch: str, num_classes: int, head: str, num_heads: int, size: int,
                dtype, lam: float = 0.5):
     return csra_jax.create_model(arch, num_classes, head=head, num_heads=num_heads,

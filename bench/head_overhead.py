@@ -24,6 +24,23 @@ import common  # bench/common.py (sets up sys.path for csra_jax)
 from common import log
 
 import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def head_fns(model, variables, images):
+    """Jitted (eval, train) functions of the head alone on the backbone's feature map:
+    eval = head forward; train = forward + gradients w.r.t. head params and features
+    (what the head adds to a train step). Returns (eval_fn, train_fn), argument-free."""
+    backbone_vars = {k: v["backbone"] for k, v in variables.items() if "backbone" in v}
+    feat = jax.eval_shape(lambda v, x: model.backbone.apply(v, x, train=False),
+                          backbone_vars, images)
+    x = jnp.asarray(np.random.default_rng(0).standard_normal(feat.shape), feat.dtype)
+    hp = variables["params"]["head"]
+    fwd = jax.jit(lambda p, f: model.head.apply({"params": p}, f))
+    grad = jax.jit(jax.grad(lambda p, f: jnp.sum(model.head.apply({"params": p}, f)),
+                            argnums=(0, 1)))
+    return (lambda: fwd(hp, x)), (lambda: grad(hp, x))
 
 
 def parse_args(argv=None):
@@ -44,6 +61,8 @@ def parse_args(argv=None):
     p.add_argument("--dtype", default="float32", choices=sorted(common.DTYPES))
     p.add_argument("--num_heads", default="1,8", help="CSRA head counts to compare with gap")
     p.add_argument("--num_classes", type=int, default=80)
+    p.add_argument("--head_repeats", type=int, default=50,
+                   help="timed calls of the head alone (on the backbone's feature map)")
     p.add_argument("--no_train", action="store_true", help="time eval only")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: resnet18 at 64 px, batch 2, 2 rounds")
@@ -61,7 +80,7 @@ def run_arch(arch: str, a) -> list:
     size = a.size or common.default_size(arch)
     batch = a.batch or common.default_batch(size)
     dtype = common.DTYPES[a.dtype]
-    mesh = common.steps_lib.make_mesh()
+    mesh = common.make_mesh()
     variants = {"gap": ("gap", 1)}
     variants.update({f"csra H={h}": ("csra", h) for h in map(int, common.csv_list(a.num_heads))})
     log(f"{arch}@{size} batch {batch} {a.dtype}: variants {list(variants)}")
@@ -75,6 +94,17 @@ def run_arch(arch: str, a) -> list:
             variables[name] = {**variables[name], "params": {
                 **variables[name]["params"], "backbone": variables["gap"]["params"]["backbone"]}}
     res = {n: {} for n in variants}
+
+    # The head alone, many short calls: a low-noise view of what it adds.
+    heads = {n: head_fns(models[n], variables[n], data["image"]) for n in variants}
+    for i, kind in enumerate(("head_eval_s", "head_train_s")):
+        times = common.interleaved({n: f[i] for n, f in heads.items()}, a.head_repeats,
+                                   warmup=2)
+        for name, ts in times.items():
+            res[name][kind] = common.median(ts)
+    log("  head alone (ms, eval / train): " + ", ".join(
+        f"{n} {1e3 * res[n]['head_eval_s']:.2f} / {1e3 * res[n]['head_train_s']:.2f}"
+        for n in variants))
 
     evals = {}
     for name in variants:
@@ -110,6 +140,13 @@ def run_arch(arch: str, a) -> list:
             return "-"
         return "-" if name == "gap" else f"{100 * (val / base - 1):+.2f}%"
 
+    def est(name, head_key, full_key):
+        # (head time - gap head time) / full gap step time
+        base = res["gap"].get(full_key)
+        if name == "gap" or not base:
+            return "-"
+        return f"{100 * (res[name][head_key] - res['gap'][head_key]) / base:+.2f}%"
+
     rows = []
     for name in variants:
         r = res[name]
@@ -119,6 +156,8 @@ def run_arch(arch: str, a) -> list:
         rows.append([arch, size, batch, a.dtype, name,
                      ms("eval_s"), pct(name, "eval_s"), r.get("eval_spread", "-"),
                      ms("train_s"), pct(name, "train_s"), r.get("train_spread", "-"),
+                     f"{1e3 * r['head_eval_s']:.2f}", est(name, "head_eval_s", "eval_s"),
+                     f"{1e3 * r['head_train_s']:.2f}", est(name, "head_train_s", "train_s"),
                      sec("eval_compile"), sec("train_compile"),
                      gf("eval_flops"), pct(name, "eval_flops"),
                      gf("train_flops"), pct(name, "train_flops")])
@@ -127,6 +166,7 @@ def run_arch(arch: str, a) -> list:
 
 HEADER = ["model", "size", "batch", "dtype", "head",
           "eval ms", "eval ovh", "eval spread", "train ms", "train ovh", "train spread",
+          "head eval ms", "head-only eval ovh", "head train ms", "head-only train ovh",
           "eval compile s", "train compile s",
           "eval GFLOP", "eval FLOP ovh", "train GFLOP", "train FLOP ovh"]
 
@@ -134,14 +174,26 @@ HEADER = ["model", "size", "batch", "dtype", "head",
 def main(argv=None):
     a = parse_args(argv)
     log(common.describe_machine())
-    rows = []
-    for arch in common.csv_list(a.archs):
-        rows += run_arch(arch, a)
-        gc.collect()
     print(f"# head overhead vs gap ({common.describe_machine()})")
     print(f"# medians of {a.eval_repeats} eval / {a.repeats} train interleaved rounds after "
           f"{a.warmup} warm-up; 'spread' = (max - min) / median; GFLOP = XLA cost analysis")
-    print(common.markdown_table(HEADER, rows))
+    print("# head eval/train ms: the head alone on the backbone's feature map (forward; "
+          f"forward + grads w.r.t. params and features), median of {a.head_repeats}; "
+          "head-only ovh = (head - gap head) / full gap step")
+    print(common.markdown_table(HEADER, []), flush=True)
+    failed = []
+    for arch in common.csv_list(a.archs):
+        try:
+            rows = run_arch(arch, a)
+        except Exception as e:  # pylint: disable=broad-except
+            log(f"{arch} failed: {type(e).__name__}: {e}")
+            failed.append(arch)
+            continue
+        finally:
+            gc.collect()
+        print(common.markdown_table(HEADER, rows).split("\n", 2)[2], flush=True)
+    if failed:
+        raise SystemExit(f"failed: {', '.join(failed)}")
 
 
 if __name__ == "__main__":

@@ -91,7 +91,7 @@ def pipeline_ips(it, batch: int, steps: int) -> float:
 def run(arch: str, dtype_name: str, a, data_dir) -> dict:
     size = a.size or common.default_size(arch)
     batch = a.batch or common.default_batch(size)
-    mesh = common.steps_lib.make_mesh()
+    mesh = common.make_mesh()
     num_classes = 10 if a.with_data else a.num_classes
     model = common.make_model(arch, num_classes, "csra", a.num_heads, size,
                               common.DTYPES[dtype_name])
@@ -138,7 +138,13 @@ def run(arch: str, dtype_name: str, a, data_dir) -> dict:
 def main(argv=None):
     a = parse_args(argv)
     log(common.describe_machine())
-    results = []
+    header = ["model", "dtype", "batch", "train img/s", "eval img/s", "train compile s",
+              "eval compile s", "backend/device kind", "train spread", "eval spread"]
+    print(f"# train / eval throughput ({common.describe_machine()})")
+    print(f"# CSRA H={a.num_heads}; medians of {a.repeats} train / {a.eval_repeats} eval steps "
+          f"after {a.warmup} warm-up; 'spread' = (max - min) / median of step times")
+    print(common.markdown_table(header, []), flush=True)
+    results, failed = [], []
     with tempfile.TemporaryDirectory() as tmp:
         built = {}
         for arch in common.csv_list(a.archs):
@@ -149,18 +155,19 @@ def main(argv=None):
                     built[size] = build_data(size, a.num_train, f"{tmp}/{size}")
                 data_dir = built[size]
             for dtype_name in common.csv_list(a.dtypes):
-                results.append(run(arch, dtype_name, a, data_dir))
-                gc.collect()
-    header = ["model", "dtype", "batch", "train img/s", "eval img/s", "train compile s",
-              "eval compile s", "backend/device kind", "train spread", "eval spread"]
-    rows = [[r["model"], r["dtype"], r["batch"], f"{r['train_ips']:.2f}", f"{r['eval_ips']:.2f}",
-             f"{r['train_compile']:.1f}", f"{r['eval_compile']:.1f}", r["device"],
-             r["train_spread"], r["eval_spread"]] for r in results]
-    print(f"# train / eval throughput ({common.describe_machine()})")
-    print(f"# CSRA H={a.num_heads}; medians of {a.repeats} train / {a.eval_repeats} eval steps "
-          f"after {a.warmup} warm-up; 'spread' = (max - min) / median of step times")
-    print(common.markdown_table(header, rows))
-    if a.with_data:
+                try:
+                    r = run(arch, dtype_name, a, data_dir)
+                except Exception as e:  # pylint: disable=broad-except
+                    log(f"{arch} {dtype_name} failed: {type(e).__name__}: {e}")
+                    failed.append(f"{arch}/{dtype_name}")
+                    continue
+                finally:
+                    gc.collect()
+                results.append(r)
+                print(f"| {r['model']} | {r['dtype']} | {r['batch']} | {r['train_ips']:.2f} | "
+                      f"{r['eval_ips']:.2f} | {r['train_compile']:.1f} | {r['eval_compile']:.1f} | "
+                      f"{r['device']} | {r['train_spread']} | {r['eval_spread']} |", flush=True)
+    if a.with_data and results:
         print(f"\n# --with-data: grain synthetic_shapes pipeline ({a.data_workers} workers) vs "
               "fixed device batch, steps alternated; gap target < 5%")
         print(common.markdown_table(
@@ -169,7 +176,8 @@ def main(argv=None):
             [[r["model"], r["dtype"], r["batch"], f"{r['train_ips']:.2f}",
               f"{r['data_ips']:.2f}", f"{r['data_gap']:+.1f}%", f"{r['pipeline_ips']:.1f}"]
              for r in results]))
-
+    if failed:
+        raise SystemExit(f"failed: {', '.join(failed)}")
 
 if __name__ == "__main__":
     main()

@@ -5,3 +5,6 @@ from csra_jax.models import (PAPER_TEMPERATURES, Classifier, CSRAHead, GAPHead,
                              with_max_lam)
 
 __version__ = "0.1.0"
+
+__all__ = ["PAPER_TEMPERATURES", "CSRAHead", "Classifier", "GAPHead", "available_archs",
+           "create_model", "csra_head_nnx", "with_max_lam"]

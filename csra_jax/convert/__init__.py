@@ -5,3 +5,7 @@ from csra_jax.convert.pos_embed import resample_pos_embed
 from csra_jax.convert.state_dict_io import load_state_dict
 from csra_jax.convert.torch_to_flax import (KNOWN_UNUSED, SOURCES, ConversionReport,
                                             convert_state_dict, load_torch_weights)
+
+__all__ = ["KNOWN_UNUSED", "SOURCES", "ConversionReport", "convert_state_dict",
+           "load_converted", "load_state_dict", "load_torch_weights", "resample_pos_embed",
+           "save_converted"]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from etils import epath
 import numpy as np
-import tensorflow_datasets as tfds
 
 from csra_jax.data import common
 from csra_jax.data.errors import DataError, require_dir, require_file

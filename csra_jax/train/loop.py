@@ -10,12 +10,10 @@ import math
 import os
 import signal
 import time
-from typing import Optional
 
 import jax
 import ml_collections
 import numpy as np
-from absl import logging
 from jax.experimental import multihost_utils
 
 from csra_jax import data as data_lib

@@ -5,7 +5,6 @@ final params; run under 1 device, 8 simulated devices, or several processes.
 """
 
 import argparse
-import os
 import sys
 
 import numpy as np
@@ -26,7 +25,6 @@ def main():
         jax.distributed.initialize(coordinator_address=f"localhost:{args.port}",
                                    num_processes=args.num_processes, process_id=args.process_id)
     import jax.numpy as jnp
-    from jax.sharding import NamedSharding, PartitionSpec as P
     from flax import traverse_util
 
     from csra_jax import create_model
