@@ -1,0 +1,410 @@
+"""Inference with a trained or converted model, using exactly the evaluation preprocessing.
+
+    p = Predictor.from_workdir("/tmp/csra_demo")           # best checkpoint, else latest
+    p = Predictor.from_converted("converted/coco_r101", class_names=names)
+    probs = p.predict_probs(images)       # uint8 / [0, 1] float arrays or PIL images
+    maps = p.attention_maps(image)        # (C, h, w) CSRA attention, csra_jax.visualize
+
+Images are resized to (S, S) with PIL bilinear (the whole image, no crop) and normalised
+as the model's config says, like ``csra_jax.data.transforms.decode_eval``; files go
+through ``decode_eval`` itself (grayscale is replicated to RGB, an alpha channel dropped,
+EXIF orientation ignored: all as in evaluation). The forward pass is jitted once per batch size; a short
+last batch is padded, so any number of images costs one compilation.
+
+A training workdir holds ``config.json`` (written by the trainer, see
+``save_run_config``), so it rebuilds its model without the config file.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from typing import Any, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from PIL import Image
+
+from csra_jax.data import transforms
+from csra_jax.visualize import backbone_features, head_attention
+
+RUN_CONFIG = "config.json"
+SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP")
+
+
+class ImageReadError(ValueError):
+    """A file that is not a readable image of a supported format."""
+
+
+# ------------------------------------------------------------ run configs
+def save_run_config(workdir: str, config: ml_collections.ConfigDict) -> str:
+    """Writes ``workdir/config.json`` so the run can be reloaded without its config file."""
+    path = os.path.join(os.path.expanduser(workdir), RUN_CONFIG)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+    return path
+
+
+def _tuples(value):
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    return value
+
+
+def _merge(target: ml_collections.ConfigDict, values: dict) -> None:
+    for key, value in values.items():
+        if isinstance(value, dict) and isinstance(target.get(key), ml_collections.ConfigDict):
+            _merge(target[key], value)
+            continue
+        with target.unlocked():  # a field this version does not know is kept, not fatal
+            target[key] = _tuples(value)
+
+
+def load_run_config(workdir: str) -> Optional[ml_collections.ConfigDict]:
+    """``workdir/config.json`` over ``base_config()`` (missing fields keep defaults), or None."""
+    path = os.path.join(os.path.expanduser(workdir), RUN_CONFIG)
+    if not os.path.exists(path):
+        return None
+    from csra_jax.train.config import base_config
+    with open(path) as f:
+        values = json.load(f)
+    config = base_config()
+    _merge(config, values)
+    return config
+
+
+def config_from_file(path: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
+    """A config file plus ``--config.field=value`` overrides, parsed as ``csra_jax.main`` does."""
+    from absl import flags
+    from ml_collections import config_flags
+    def parse(args):
+        fv, argv = flags.FlagValues(), ["predict", f"--config={path}", *args]
+        config_flags.DEFINE_config_file("config", None, "config file", flag_values=fv,
+                                        lock_config=True, sys_argv=argv)
+        try:
+            fv(argv)
+        except flags.Error as e:
+            raise ValueError(f"config {path!r}: {e}") from None
+        return fv.config
+
+    base = parse([])
+    for item in overrides:
+        field = item[len("--config."):].split("=", 1)[0]
+        node = base
+        for key in field.split("."):
+            if not isinstance(node, ml_collections.ConfigDict) or key not in node:
+                raise ValueError(f"unknown config field {field!r} (the fields are in "
+                                 "csra_jax/train/config.py)")
+            node = node[key]
+    return parse(list(overrides)) if overrides else base
+
+
+# ------------------------------------------------------------ checkpoints
+def _steps(directory: str) -> list:
+    if not os.path.isdir(directory):
+        return []
+    return sorted(int(n) for n in os.listdir(directory)
+                  if n.isdigit() and os.path.isdir(os.path.join(directory, n, "state")))
+
+
+def find_checkpoint(workdir: str, which: str = "best") -> str:
+    """The step dir of ``workdir``'s best checkpoint (else its latest), or the reverse.
+
+    ``best/`` only gains a step when eval mAP improves, so its highest step is the best.
+    """
+    workdir = os.path.abspath(os.path.expanduser(workdir))
+    if not os.path.isdir(workdir):
+        raise FileNotFoundError(f"workdir {workdir!r} does not exist.")
+    order = ("best", "checkpoints") if which == "best" else ("checkpoints", "best")
+    for sub in order:
+        steps = _steps(os.path.join(workdir, sub))
+        if steps:
+            return os.path.join(workdir, sub, str(steps[-1]))
+    raise FileNotFoundError(f"no checkpoint in {workdir!r} (neither best/<step>/state nor "
+                            "checkpoints/<step>/state); train first or fix --workdir.")
+
+
+def _state_dir(step_dir: str) -> str:
+    step_dir = os.path.abspath(os.path.expanduser(step_dir))
+    if os.path.basename(step_dir) == "state":
+        return step_dir
+    state = os.path.join(step_dir, "state")
+    if not os.path.isdir(state):
+        raise FileNotFoundError(f"{step_dir!r} is not an orbax step dir of a training run "
+                                "(no state/ inside).")
+    return state
+
+
+def _checkpoint_tree(step_dir: str) -> dict:
+    """The checkpoint's tree of array metadata (shapes), without reading the arrays."""
+    import orbax.checkpoint as ocp
+    with ocp.PyTreeCheckpointer() as ckptr:
+        meta = ckptr.metadata(_state_dir(step_dir))
+    tree = getattr(meta, "item_metadata", None)
+    return getattr(tree, "tree", tree) if tree is not None else meta
+
+
+def checkpoint_num_classes(step_dir: str) -> int:
+    """Number of classes of a training checkpoint, read from its head's metadata."""
+    return int(_checkpoint_tree(step_dir)["params"]["head"]["kernel"].shape[-1])
+
+
+def _check_fits(step_dir: str, target: dict) -> None:
+    from flax import traverse_util
+    stored = traverse_util.flatten_dict(
+        {k: v for k, v in _checkpoint_tree(step_dir).items() if k in target}, sep="/")
+    wanted = traverse_util.flatten_dict(target, sep="/")
+    bad = [f"{k}: model {tuple(v.shape)}, checkpoint "
+           f"{tuple(stored[k].shape) if k in stored else 'missing'}"
+           for k, v in wanted.items() if k not in stored or tuple(stored[k].shape) != v.shape]
+    if bad:
+        raise ValueError(
+            f"checkpoint {step_dir!r} does not fit the model built from the config "
+            f"({len(bad)} mismatched, e.g. {'; '.join(bad[:3])}); pass the config and "
+            "--config.* overrides the run was trained with.")
+
+
+def restore_variables(step_dir: str, model, image_size: int) -> dict:
+    """``{"params", ["batch_stats"]}`` of a training checkpoint (optimizer state skipped)."""
+    import orbax.checkpoint as ocp
+    example = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
+    abstract = jax.eval_shape(model.init, jax.random.key(0), example)
+    sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
+                          dict(abstract))
+    _check_fits(step_dir, target)
+    restore_args = ocp.checkpoint_utils.construct_restore_args(target)
+    with ocp.PyTreeCheckpointer() as ckptr:
+        return ckptr.restore(_state_dir(step_dir), args=ocp.args.PyTreeRestore(
+            target, restore_args=restore_args, partial_restore=True))
+
+
+# ------------------------------------------------------------ class names
+def default_class_names(num_classes: int) -> tuple:
+    return tuple(f"class_{i}" for i in range(num_classes))
+
+
+def read_class_names(path: str) -> tuple:
+    """One name per line (blank lines skipped), or a JSON list for ``*.json``."""
+    with open(os.path.expanduser(path), encoding="utf-8") as f:
+        if path.endswith(".json"):
+            return tuple(str(n) for n in json.load(f))
+        return tuple(line.strip() for line in f if line.strip())
+
+
+def dataset_class_names(config) -> Optional[tuple]:
+    """Class names of the config's dataset: prepared metadata, else the static list."""
+    from csra_jax import data as data_lib
+    d = config.data
+    try:
+        info = data_lib.get_dataset_info(d.name, os.path.expanduser(d.data_dir),
+                                         d.builder_config or None)
+        return tuple(info.class_names)
+    except Exception:  # dataset not prepared on this machine: fall back to the registry
+        info = data_lib.DATASETS.get(d.name)
+        return None if info is None or info.class_names is None else tuple(info.class_names)
+
+
+def _check_names(names, num_classes: int, source: str) -> tuple:
+    if names is None:
+        return default_class_names(num_classes)
+    if len(names) != num_classes:
+        raise ValueError(f"{source} gives {len(names)} class names but the model has "
+                         f"{num_classes} classes.")
+    return tuple(names)
+
+
+# ------------------------------------------------------------ images
+def read_image_file(path: str) -> bytes:
+    """The file's bytes, after checking it opens as a supported image (one-line errors)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ImageReadError(f"cannot read file ({e.strerror or e})") from None
+    try:
+        fmt = Image.open(io.BytesIO(data)).format
+    except Image.DecompressionBombError as e:
+        raise ImageReadError(f"image too large ({e})") from None
+    except Exception:
+        raise ImageReadError("unknown format or corrupt file: not a readable image "
+                             f"(supported: {', '.join(SUPPORTED_FORMATS)})") from None
+    if fmt not in SUPPORTED_FORMATS:
+        raise ImageReadError(f"unsupported format {fmt} (supported: "
+                             f"{', '.join(SUPPORTED_FORMATS)})")
+    return data
+
+
+def decode_image(data: bytes, size: int) -> np.ndarray:
+    """Encoded bytes -> uint8 (size, size, 3) through the evaluation transform."""
+    try:
+        return transforms.decode_eval(data, size)
+    except Exception as e:  # truncated / corrupt payloads fail only when decoded
+        raise ImageReadError(f"corrupt image ({e})") from None
+
+
+def open_rgb(data: bytes) -> Image.Image:
+    """The full-resolution RGB image (for overlays)."""
+    return transforms._rgb(Image.open(io.BytesIO(data)))
+
+
+# ------------------------------------------------------------ the predictor
+class Predictor:
+    """Images -> class probabilities and attention maps for one model.
+
+    Args:
+      model, variables: a ``Classifier`` and its ``{"params", ["batch_stats"]}``.
+      image_size: S, the evaluation resolution.
+      normalization: a name of ``transforms.NORMALIZATIONS`` or ``(mean, std)``.
+      class_names: one per class (default ``class_0..``).
+      batch_size: images per forward pass.
+      activation: "sigmoid" (multi-label) or "softmax" (single-label runs).
+    """
+
+    def __init__(self, model, variables, image_size: int, normalization: Any = "resnet",
+                 class_names: Optional[Sequence[str]] = None, batch_size: int = 16,
+                 activation: str = "sigmoid"):
+        if isinstance(normalization, str):
+            self.mean, self.std = transforms.resolve_normalization(normalization)
+        else:
+            self.mean, self.std = transforms.resolve_normalization(mean=normalization[0],
+                                                                   std=normalization[1])
+        if activation not in ("sigmoid", "softmax"):
+            raise ValueError(f"activation must be 'sigmoid' or 'softmax', got {activation!r}")
+        self.model, self.variables = model, variables
+        self.image_size, self.batch_size = int(image_size), int(batch_size)
+        self.fixed_batch = False  # True: pad every batch to batch_size (one compilation)
+        self.num_classes = int(model.head.num_classes)
+        self.class_names = _check_names(class_names, self.num_classes, "class_names")
+        act = jax.nn.sigmoid if activation == "sigmoid" else jax.nn.softmax
+        self._probs = jax.jit(lambda v, x: act(model.apply(v, x, train=False)))
+
+        def with_attention(v, x):
+            features = backbone_features(model, v, x)
+            logits = model.head.apply({"params": v["params"]["head"]}, features)
+            return act(logits), head_attention(model.head, v["params"]["head"], features)
+        self._with_attention = jax.jit(with_attention)
+
+    # ---------------------------------------------------------- loaders
+    @classmethod
+    def from_config(cls, config, step_dir: str, class_names=None, **kwargs) -> "Predictor":
+        """A training checkpoint (step dir) with the config it was trained with."""
+        from csra_jax.train.state import model_from_config
+        num_classes = checkpoint_num_classes(step_dir)
+        model = model_from_config(config, num_classes)
+        variables = restore_variables(step_dir, model, config.data.image_size)
+        source = "class_names"
+        if class_names is None:
+            class_names, source = dataset_class_names(config), f"dataset {config.data.name!r}"
+            if class_names is not None and len(class_names) != num_classes:
+                class_names = None  # e.g. another build of multilabel_json: keep going
+        kwargs.setdefault("activation",
+                          "softmax" if config.task == "single_label" else "sigmoid")
+        return cls(model, variables, config.data.image_size, config.data.normalization,
+                   _check_names(class_names, num_classes, source), **kwargs)
+
+    @classmethod
+    def from_workdir(cls, workdir: str, config=None, which: str = "best", class_names=None,
+                     **kwargs) -> "Predictor":
+        """The best (else latest) checkpoint of a training run; ``config`` defaults to
+        ``workdir/config.json``."""
+        step_dir = find_checkpoint(workdir, which)
+        config = config if config is not None else load_run_config(workdir)
+        if config is None:
+            raise FileNotFoundError(
+                f"{os.path.join(workdir, RUN_CONFIG)!r} not found (runs from before it was "
+                "written); pass the training config: --config CFG [--config.field=value ...].")
+        return cls.from_config(config, step_dir, class_names, **kwargs)
+
+    @classmethod
+    def from_converted(cls, path: str, image_size: Optional[int] = None,
+                       normalization: Optional[Any] = None, class_names=None,
+                       **kwargs) -> "Predictor":
+        """A directory written by ``python -m csra_jax.convert`` (model.json + variables/).
+
+        Defaults: S = model.json's img_size (448 if absent); normalization "vit" for ViTs,
+        else "resnet" ([0, 1], as the official CSRA ResNets).
+        """
+        from csra_jax.convert import load_converted
+        path = os.path.expanduser(path)
+        if not os.path.isdir(path):
+            raise FileNotFoundError(f"checkpoint {path!r} does not exist.")
+        model, variables = load_converted(path)  # explains a dir without model.json
+        with open(os.path.join(path, "model.json")) as f:
+            meta = json.load(f)
+        if image_size is None:
+            image_size = meta.get("img_size", 448)
+        if normalization is None:
+            normalization = "vit" if str(meta.get("arch", "")).startswith("vit") else "resnet"
+        return cls(model, variables, image_size, normalization, class_names, **kwargs)
+
+    # ---------------------------------------------------------- inputs
+    def _one(self, image) -> np.ndarray:
+        s = (self.image_size, self.image_size)
+        if isinstance(image, Image.Image):
+            arr = np.asarray(transforms._rgb(image).resize(s, Image.BILINEAR))
+            return transforms.normalize(arr, self.mean, self.std)
+        arr = np.asarray(image)
+        if arr.ndim == 2:
+            arr = arr[..., None]
+        if arr.ndim != 3 or arr.shape[-1] not in (1, 3, 4):
+            raise ValueError(f"expected an image (H, W), (H, W, 1|3|4), got shape {arr.shape}")
+        arr = np.repeat(arr, 3, axis=-1) if arr.shape[-1] == 1 else arr[..., :3]
+        if arr.dtype == np.uint8:
+            if arr.shape[:2] != s[::-1]:
+                arr = np.asarray(Image.fromarray(arr).resize(s, Image.BILINEAR))
+            return transforms.normalize(arr, self.mean, self.std)
+        if not np.issubdtype(arr.dtype, np.floating):
+            raise ValueError(f"expected uint8 (0-255) or float (0-1) images, got {arr.dtype}")
+        arr = arr.astype(np.float32)
+        if arr.shape[:2] != s[::-1]:
+            arr = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(arr[..., c]))
+                                       .resize(s, Image.BILINEAR)) for c in range(3)], -1)
+        return (arr - self.mean) / self.std
+
+    def preprocess(self, images) -> np.ndarray:
+        """A batch (B, H, W[, C]), one image (H, W[, C]) or a list of arrays / PIL images
+        (any sizes; uint8 in 0-255 or float in 0-1) -> normalised float32 (B, S, S, 3)."""
+        if isinstance(images, Image.Image):
+            images = [images]
+        elif not isinstance(images, (list, tuple)):
+            arr = np.asarray(images)
+            single = arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] in (1, 3, 4))
+            images = [arr] if single else list(arr)
+        if not len(images):
+            raise ValueError("no images given")
+        return np.stack([self._one(im) for im in images]).astype(np.float32)
+
+    def _run(self, fn, images):
+        x = self.preprocess(images)
+        b = self.batch_size if self.fixed_batch else min(self.batch_size, len(x))
+        outs = []
+        for i in range(0, len(x), b):
+            chunk = x[i:i + b]
+            n = len(chunk)
+            if n < b:  # same shape as the other batches: no second compilation
+                chunk = np.concatenate([chunk, np.zeros((b - n,) + chunk.shape[1:], np.float32)])
+            out = jax.device_get(fn(self.variables, chunk))
+            outs.append(jax.tree.map(lambda a: np.asarray(a[:n]), out))
+        return jax.tree.map(lambda *a: np.concatenate(a), *outs)
+
+    # ---------------------------------------------------------- outputs
+    def predict_probs(self, images) -> np.ndarray:
+        """Class probabilities (B, C): sigmoid of the logits (softmax for single-label)."""
+        return self._run(self._probs, images)
+
+    def predict_with_attention(self, images):
+        """``(probs (B, C), maps (B, C, h, w))`` in one backbone pass per batch."""
+        return self._run(self._with_attention, images)
+
+    def attention_maps(self, image) -> np.ndarray:
+        """One image -> every class's map (C, h, w) on the feature grid (see visualize)."""
+        return self.predict_with_attention([image])[1][0]
+
+    def load_file(self, path: str) -> np.ndarray:
+        """A JPEG/PNG file -> uint8 (S, S, 3), decoded exactly as in evaluation."""
+        return decode_image(read_image_file(path), self.image_size)

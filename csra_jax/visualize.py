@@ -1,0 +1,164 @@
+"""Where each class looks: CSRA attention maps (paper Eq. 2, Fig. 4) and overlays.
+
+For a CSRA head the map of class i is the attention the head pools with,
+
+    score_k = x_k · m_i / ||m_i||          (the first head's classifier m_i)
+    s_k^i   = softmax_k(T · score_k)       (T: the first head's temperature)
+
+so it sums to 1 over the h x w positions. The first head is the one with T = 1 in every
+paper temperature set. If it is T = inf (only with explicit temperatures) the map is the
+one-hot argmax: the limit of the softmax and exactly the position that max-pooling head
+reads. A GAP head has no attention; its map is the class activation map
+``W^T x_k + b`` min-max normalised to [0, 1] per class (CAM, for comparison).
+
+Overlays need only numpy and PIL: a jet colormap blended over the image, the map
+upsampled bilinearly to the image size and min-max stretched for display.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from csra_jax.models.csra import CSRAHead, resolve_temperatures
+from csra_jax.models.gap import GAPHead
+
+
+# ------------------------------------------------------------------- the maps
+def csra_attention(features, kernel, temperature: float = 1.0, normalize: bool = True):
+    """Attention scores s_k^i: (B, h, w, d) features, (d, C) kernel -> (B, C, h, w)."""
+    features = jnp.asarray(features, jnp.float32)
+    kernel = jnp.asarray(kernel, jnp.float32)
+    if normalize:
+        kernel = kernel / jnp.linalg.norm(kernel, axis=0, keepdims=True)
+    b, h, w, _ = features.shape
+    score = jnp.einsum("bhwd,dc->bchw", features, kernel).reshape(b, -1, h * w)
+    if math.isfinite(temperature):
+        att = jax.nn.softmax(temperature * score, axis=-1)
+    else:  # the T -> inf limit: all weight on the max position
+        att = jax.nn.one_hot(jnp.argmax(score, axis=-1), h * w, dtype=jnp.float32)
+    return att.reshape(b, -1, h, w)
+
+
+def class_activation_map(features, kernel, bias):
+    """GAP head: W^T x_k + b per position, min-max normalised per class -> (B, C, h, w)."""
+    features = jnp.asarray(features, jnp.float32)
+    cam = jnp.einsum("bhwd,dc->bchw", features, jnp.asarray(kernel, jnp.float32))
+    cam = cam + jnp.asarray(bias, jnp.float32)[None, :, None, None]
+    lo = cam.min(axis=(2, 3), keepdims=True)
+    hi = cam.max(axis=(2, 3), keepdims=True)
+    return (cam - lo) / jnp.maximum(hi - lo, 1e-12)
+
+
+def head_attention(head, head_params, features):
+    """The map of ``head`` (a CSRAHead or GAPHead module) on backbone features."""
+    if isinstance(head, CSRAHead):
+        temperature = resolve_temperatures(head.num_heads, head.temperatures)[0]
+        return csra_attention(features, head_params["kernel"][0], temperature, head.normalize)
+    if isinstance(head, GAPHead):
+        return class_activation_map(features, head_params["kernel"], head_params["bias"])
+    raise TypeError(f"no attention map for head {type(head).__name__}; "
+                    "expected CSRAHead or GAPHead.")
+
+
+def backbone_features(model, variables, images):
+    """The backbone's feature map (B, h, w, d) of a ``Classifier`` in eval mode."""
+    sub = {k: v["backbone"] for k, v in variables.items() if "backbone" in v}
+    return model.backbone.apply(sub, images, train=False)
+
+
+def attention_maps(model, variables, images) -> np.ndarray:
+    """Normalised images (B, H, W, 3) -> every class's map (B, C, h, w), for notebooks.
+
+    ``csra_jax.inference.Predictor.attention_maps`` does the resizing/normalising too.
+    """
+    features = backbone_features(model, variables, jnp.asarray(images))
+    return np.asarray(head_attention(model.head, variables["params"]["head"], features))
+
+
+# ------------------------------------------------------------------ drawing
+def jet(values) -> np.ndarray:
+    """Values in [0, 1] -> uint8 RGB (..., 3), the classic jet colormap (blue to red)."""
+    v = np.clip(np.asarray(values, np.float32), 0.0, 1.0)[..., None]
+    centres = np.array([0.75, 0.5, 0.25], np.float32)  # r, g, b
+    rgb = np.clip(1.5 - np.abs(4.0 * (v - centres)), 0.0, 1.0)
+    return np.round(rgb * 255.0).astype(np.uint8)
+
+
+def _as_pil(image) -> Image.Image:
+    if isinstance(image, Image.Image):
+        return image if image.mode == "RGB" else image.convert("RGB")
+    arr = np.asarray(image)
+    if arr.dtype != np.uint8:
+        arr = np.round(np.clip(arr, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return Image.fromarray(arr).convert("RGB")
+
+
+def upsample(att_map, size) -> np.ndarray:
+    """(h, w) map -> (height, width) float32 for ``size=(width, height)``, PIL bilinear."""
+    im = Image.fromarray(np.ascontiguousarray(att_map, np.float32))  # mode "F"
+    return np.asarray(im.resize(tuple(size), Image.BILINEAR))
+
+
+def overlay(image, att_map, alpha: float = 0.5) -> Image.Image:
+    """The map, resized to the image and stretched to [0, 1], blended over it in jet."""
+    base = _as_pil(image)
+    m = upsample(att_map, base.size)
+    lo, hi = float(m.min()), float(m.max())
+    m = (m - lo) / (hi - lo) if hi > lo else np.zeros_like(m)
+    heat = jet(m).astype(np.float32)
+    out = (1.0 - alpha) * np.asarray(base, np.float32) + alpha * heat
+    return Image.fromarray(np.round(out).astype(np.uint8))
+
+
+def _font(size: int):
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: bitmap font only
+        return ImageFont.load_default()
+
+
+def attention_grid(image, maps: Sequence, captions: Sequence[str], tile: int = 256,
+                   alpha: float = 0.5) -> Image.Image:
+    """One row: the image, then one overlay per map with its caption underneath."""
+    base = _as_pil(image)
+    scale = tile / max(base.size)
+    size = (max(1, round(base.width * scale)), max(1, round(base.height * scale)))
+    small = base.resize(size, Image.BILINEAR)
+    tiles = [small] + [overlay(small, m, alpha) for m in maps]
+    texts = ["input"] + list(captions)
+    band = max(16, tile // 12)
+    grid = Image.new("RGB", (size[0] * len(tiles), size[1] + band), "white")
+    draw, font = ImageDraw.Draw(grid), _font(band - 4)
+    for i, (t, text) in enumerate(zip(tiles, texts)):
+        grid.paste(t, (i * size[0], 0))
+        draw.text((i * size[0] + 2, size[1] + 1), text, fill="black", font=font)
+    return grid
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "class"
+
+
+def save_attention_images(out_dir: str, stem: str, image, maps: Sequence,
+                          labels: Sequence[tuple], alpha: float = 0.5) -> list:
+    """Writes ``{stem}_{class}.png`` per (class_name, score) in ``labels`` (maps in the
+    same order) at the image's own size, and ``{stem}_grid.png``; returns the paths."""
+    os.makedirs(out_dir, exist_ok=True)
+    base = _as_pil(image)
+    paths = []
+    for m, (name, _) in zip(maps, labels):
+        path = os.path.join(out_dir, f"{stem}_{_slug(name)}.png")
+        overlay(base, m, alpha).save(path)
+        paths.append(path)
+    captions = [f"{name} {score:.2f}" for name, score in labels]
+    path = os.path.join(out_dir, f"{stem}_grid.png")
+    attention_grid(base, maps, captions, alpha=alpha).save(path)
+    return paths + [path]
