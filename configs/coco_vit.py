@@ -27,30 +27,11 @@ model's 61.6 GMACs, attention 16x), i.e. ~540 GFLOPs; training with remat ~ 4x f
 A100s or a TPU v4-8 (ideal scaling; 2 images per device is below efficient).
 """
 
-from csra_jax.train.config import base_config
+from csra_jax.train.config import paper_config
 
 
 def get_config():
-    c = base_config()
-    c.model.arch = "vit_l16"
-    c.model.head = "csra"
-    c.model.num_heads = 8
-    c.model.lam = 1.0
-    c.model.remat = True
-    c.init_source = "timm"
-    c.data.name = "coco2014"
-    c.data.build_if_missing = False  # build with launch/prepare_data.sh
-    c.data.image_size = 448
-    c.data.normalization = "vit"
-    c.data.crop_scale = (0.7, 1.0)
-    c.data.num_workers = 8
-    c.batch_size = 16
-    c.eval_batch_size = 16
-    c.grad_accum_steps = 1
-    c.num_epochs = 30
-    c.optim.lr_backbone = 0.01
-    c.optim.lr_head = 0.1
-    c.optim.warmup_epochs = 2
-    c.optim.schedule = "step"
-    c.optim.lr_step_epochs = 5
+    c = paper_config(dataset="coco2014", arch="vit_l16", num_heads=8, lam=1.0, image_size=448,
+                     lr_step_epochs=5, init_source="timm")
+    c.model.remat = True  # activations of ViT-L at 448 do not fit otherwise
     return c

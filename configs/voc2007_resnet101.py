@@ -19,28 +19,10 @@ sustained (what well-tuned ResNet training reaches in TF32) and an input pipelin
 keeps up (data.num_workers). ~35 min for 30 epochs. --config.dtype=bfloat16: ~2x faster.
 """
 
-from csra_jax.train.config import base_config
+from csra_jax.train.config import paper_config
 
 
 def get_config():
-    c = base_config()
-    c.model.arch = "resnet101"
-    c.model.head = "csra"
-    c.model.num_heads = 1
-    c.model.lam = 0.1
-    c.init_source = "torchvision"
-    c.data.name = "voc2007"
-    c.data.build_if_missing = False  # build with launch/prepare_data.sh
-    c.data.image_size = 448
-    c.data.normalization = "resnet"
-    c.data.crop_scale = (0.7, 1.0)
-    c.data.num_workers = 8
-    c.batch_size = 16
-    c.eval_batch_size = 16
-    c.num_epochs = 30
-    c.optim.lr_backbone = 0.01
-    c.optim.lr_head = 0.1
-    c.optim.warmup_epochs = 2
-    c.optim.schedule = "step"
-    c.optim.lr_step_epochs = 4
+    c = paper_config(dataset="voc2007", arch="resnet101", num_heads=1, lam=0.1, image_size=448,
+                     lr_step_epochs=4, init_source="torchvision")
     return c

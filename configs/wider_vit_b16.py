@@ -20,28 +20,10 @@ trained image, ~50 TFLOP/s sustained; the input pipeline (JPEG decode of ~470
 crops/s) needs several data.num_workers to keep up.
 """
 
-from csra_jax.train.config import base_config
+from csra_jax.train.config import paper_config
 
 
 def get_config():
-    c = base_config()
-    c.model.arch = "vit_b16"
-    c.model.head = "csra"
-    c.model.num_heads = 1
-    c.model.lam = 0.3
-    c.init_source = "timm"
-    c.data.name = "wider_attribute"
-    c.data.build_if_missing = False  # build with launch/prepare_data.sh
-    c.data.image_size = 224
-    c.data.normalization = "vit"
-    c.data.crop_scale = (0.7, 1.0)
-    c.data.num_workers = 8
-    c.batch_size = 64
-    c.eval_batch_size = 64
-    c.num_epochs = 30
-    c.optim.lr_backbone = 0.01
-    c.optim.lr_head = 0.1
-    c.optim.warmup_epochs = 2
-    c.optim.schedule = "step"
-    c.optim.lr_step_epochs = 5
+    c = paper_config(dataset="wider_attribute", arch="vit_b16", num_heads=1, lam=0.3,
+                     image_size=224, lr_step_epochs=5, init_source="timm", batch_size=64)
     return c

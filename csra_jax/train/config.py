@@ -160,3 +160,33 @@ def sibling_config(this_file: str, name: str, *args) -> ml_collections.ConfigDic
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.get_config(*args)
+
+
+def paper_config(*, dataset: str, arch: str, num_heads: int, lam: float, image_size: int,
+                 lr_step_epochs: int, init_source: str, batch_size: int = 16
+                 ) -> ml_collections.ConfigDict:
+    """One paper row with the shared recipe: CSRA head; SGD momentum 0.9, wd 1e-4; lr 0.01
+    backbone / 0.1 head; 2 warm-up epochs then x0.1 every ``lr_step_epochs``; 30 epochs;
+    flip + random resized crop (0.7-1.0); ResNet inputs in [0, 1], ViT mean/std 0.5;
+    datasets prebuilt by launch/prepare_data.sh; pretrained weights required."""
+    c = base_config()
+    c.model.arch = arch
+    c.model.head = "csra"
+    c.model.num_heads = num_heads
+    c.model.lam = lam
+    c.init_source = init_source
+    c.data.name = dataset
+    c.data.build_if_missing = False
+    c.data.image_size = image_size
+    c.data.normalization = "vit" if arch.startswith("vit") else "resnet"
+    c.data.crop_scale = (0.7, 1.0)
+    c.data.num_workers = 8  # keep an accelerator fed (bench/input_pipeline.py)
+    c.batch_size = batch_size
+    c.eval_batch_size = batch_size
+    c.num_epochs = 30
+    c.optim.lr_backbone = 0.01
+    c.optim.lr_head = 0.1
+    c.optim.warmup_epochs = 2
+    c.optim.schedule = "step"
+    c.optim.lr_step_epochs = lr_step_epochs
+    return c
