@@ -24,5 +24,5 @@ from csra_jax.train.config import paper_config
 
 def get_config():
     c = paper_config(dataset="coco2014", arch="resnet101", num_heads=6, lam=0.5, image_size=448,
-                        lr_step_epochs=5, init_source="torchvision")
+                     lr_step_epochs=5, init_source="torchvision")
     return c
