@@ -1,4 +1,4 @@
-r"""Demo: ResNet-18 + CSRA trained from scratch on the embedded synthetic_shapes data.
+r"""Demo: a small CNN + CSRA trained from scratch on the embedded synthetic_shapes data.
 
     python -m csra_jax.main --config configs/demo.py --workdir /tmp/csra_demo
 
@@ -12,7 +12,7 @@ from csra_jax.train.config import base_config
 
 def get_config():
     c = base_config()
-    c.model.arch = "resnet18"
+    c.model.arch = "small_cnn"  # output stride 8: a 16x16 map at 128 px
     c.model.head = "csra"
     c.model.num_heads = 1
     c.model.lam = 0.1

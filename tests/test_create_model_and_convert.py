@@ -22,7 +22,7 @@ def test_available_archs():
 
 
 @pytest.mark.parametrize("arch, size, feat", [("resnet34", 64, 512), ("resnet152", 64, 2048),
-                                              ("vit_l16", 32, 1024)])
+                                              ("vit_l16", 32, 1024), ("small_cnn", 64, 128)])
 def test_every_arch_builds_with_both_heads(arch, size, feat):
     images = jnp.zeros((2, size, size, 3))
     for head in ("csra", "gap"):
@@ -31,6 +31,10 @@ def test_every_arch_builds_with_both_heads(arch, size, feat):
         out = jax.eval_shape(model.apply, shapes, images)
         assert out.shape == (2, 7) and out.dtype == jnp.float32
         head_shape = shapes["params"]["head"]["kernel"].shape
+        if arch == "small_cnn":  # output stride 8
+            feats = jax.eval_shape(model.backbone.apply, {k: v["backbone"] for k, v in shapes.items()},
+                                   images)
+            assert feats.shape == (2, size // 8, size // 8, feat)
         assert head_shape == ((2, feat, 7) if head == "csra" else (feat, 7))
 
 

@@ -12,6 +12,7 @@ from csra_jax.models import resnet as resnet_lib
 from csra_jax.models import vit as vit_lib
 from csra_jax.models.csra import CSRAHead, validate_csra_args
 from csra_jax.models.gap import GAPHead
+from csra_jax.models.small_cnn import SmallCNN
 
 
 class Classifier(nn.Module):
@@ -39,15 +40,22 @@ def _vit(arch, img_size, dtype, param_dtype, **kw):
     return vit_lib.vit(arch, img_size=img_size, dtype=dtype, param_dtype=param_dtype, **kw)
 
 
+def _small_cnn(arch, img_size, dtype, param_dtype, **kw):
+    del arch, img_size
+    return SmallCNN(dtype=dtype, param_dtype=param_dtype, **kw)
+
+
 BACKBONES: Dict[str, Callable[..., nn.Module]] = {
     **{name: _resnet for name in resnet_lib.ARCH_SETTINGS},
     **{name: _vit for name in vit_lib.ARCH_SETTINGS},
+    "small_cnn": _small_cnn,  # CPU demos and tests, not a paper backbone
 }
 HEADS = ("csra", "gap")
 
 # Keyword arguments each family of backbone understands (the rest go to the head).
 _BACKBONE_KWARGS = {
     "resnet": {"remat"},
+    "small_cnn": {"remat"},
     "vit": {"remat", "drop_rate", "attn_drop_rate", "drop_path_rate"},
 }
 _HEAD_KWARGS = {"csra": {"temperatures", "normalize"}, "gap": {"max_lam"}}
@@ -80,7 +88,7 @@ def create_model(arch: str, num_classes: int, head: str = "csra", num_heads: int
     if not isinstance(img_size, int) or img_size <= 0:
         raise ValueError(f"img_size must be a positive int, got {img_size!r}.")
     param_dtype = kwargs.pop("param_dtype", jnp.float32)
-    family = "vit" if arch.startswith("vit") else "resnet"
+    family = "vit" if arch.startswith("vit") else "resnet" if arch.startswith("resnet") else arch
     if family == "vit" and img_size % 16:
         raise ValueError(f"{arch} needs img_size divisible by the patch size 16, got {img_size}.")
     backbone_kw = {k: kwargs.pop(k) for k in list(kwargs) if k in _BACKBONE_KWARGS[family]}
