@@ -256,6 +256,17 @@ def test_nonfinite_step_leaves_state_unchanged(data_dir, cache_dir):
         np.testing.assert_array_equal(a, b)
 
 
+def test_vit_train_step_compiles_and_trains_on_the_mesh(data_dir, cache_dir):
+    """A ViT mixes replicated params (class token) with batch-sharded activations."""
+    mesh, state, step = _step_setup(data_dir, cache_dir, **{"model.arch": "vit_b16",
+                                                             "model.drop_path_rate": 0.1,
+                                                             "optim.warmup_epochs": 0})
+    before = np.array(state.params["head"]["kernel"])
+    state, metrics = step(state, _device_batch(mesh, 0))
+    assert np.isfinite(jax.device_get(metrics["loss"]))
+    assert np.abs(np.array(state.params["head"]["kernel"]) - before).max() > 0
+
+
 def test_bf16_compute_trains_with_float32_params(data_dir, cache_dir):
     mesh, state, step = _step_setup(data_dir, cache_dir, dtype="bfloat16")
     state, metrics = step(state, _device_batch(mesh, 0))

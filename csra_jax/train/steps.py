@@ -23,9 +23,16 @@ from csra_jax.train.state import TrainState, state_variables
 
 
 def make_mesh(devices=None) -> Mesh:
-    """A 1-D mesh named ``data`` over all (global) devices."""
+    """A 1-D mesh named ``data`` over all (global) devices.
+
+    The axis is ``Auto``: shardings are fixed at the step's inputs and outputs and XLA
+    propagates them inside (with ``Explicit`` axes, the default of ``jax.make_mesh``
+    since 0.7, ops mixing replicated params and sharded activations such as the ViT's
+    class-token concat would need per-op sharding annotations).
+    """
     devices = jax.devices() if devices is None else devices
-    return jax.make_mesh((len(devices),), ("data",), devices=devices)
+    return jax.make_mesh((len(devices),), ("data",), devices=devices,
+                         axis_types=(jax.sharding.AxisType.Auto,))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
