@@ -91,14 +91,21 @@ def csra_pool(score: jax.Array, temperatures: Sequence[float], lam: float) -> ja
     infinite = [h for h, t in enumerate(temps) if not math.isfinite(t)]
     att_logit = jnp.zeros_like(base_logit)
     if finite:
-        s = score if len(finite) == len(temps) else score[:, jnp.array(finite)]
+        s = _select_heads(score, finite)
         t = jnp.asarray([temps[h] for h in finite], score.dtype)[None, :, None, None]
         weights = jax.nn.softmax(s * t, axis=2)
         att_logit = att_logit + jnp.sum(weights * s, axis=(1, 2))
     if infinite:
-        s = score if len(infinite) == len(temps) else score[:, jnp.array(infinite)]
-        att_logit = att_logit + jnp.max(s, axis=2).sum(axis=1)
+        att_logit = att_logit + jnp.max(_select_heads(score, infinite), axis=2).sum(axis=1)
     return base_logit + lam * att_logit
+
+
+def _select_heads(score: jax.Array, heads: Sequence[int]) -> jax.Array:
+    """score[:, heads]; a static slice when the heads are contiguous (the paper's sets put
+    T = inf last), which avoids a gather forward and a scatter-add backward."""
+    if list(heads) == list(range(heads[0], heads[-1] + 1)):
+        return score[:, heads[0]:heads[-1] + 1]
+    return score[:, jnp.array(heads)]
 
 
 class CSRAHead(nn.Module):
