@@ -167,11 +167,12 @@ def test_invalid_input_rank():
         head.init(jax.random.key(0), jnp.ones((2, D)))
 
 
-def test_explicit_temperatures_any_count():
+@pytest.mark.parametrize("temps", [[0.5, 2.0, math.inf], [math.inf, 1.0, 3.0, math.inf, 0.5]])
+def test_explicit_temperatures_any_count_and_order(temps):
     x = _features()
-    head = CSRAHead(C, num_heads=3, temperatures=[0.5, 2.0, math.inf], lam=0.2)
+    head = CSRAHead(C, num_heads=len(temps), temperatures=temps, lam=0.2)
     variables = head.init(jax.random.key(0), x)
-    ref = _torch_logits(variables["params"]["kernel"], x, [0.5, 2.0, math.inf], 0.2, True)
+    ref = _torch_logits(variables["params"]["kernel"], x, temps, 0.2, True)
     assert max_rel_diff(head.apply(variables, x), ref) <= 1e-5
 
 
