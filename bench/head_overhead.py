@@ -43,6 +43,12 @@ def head_fns(model, variables, images):
     return (lambda: fwd(hp, x)), (lambda: grad(hp, x))
 
 
+def paired(ts, base):
+    """Median over rounds of (variant / gap - 1) within the same round, in percent: robust
+    to load that changes between rounds (both calls of a round see similar load)."""
+    return 100 * common.median([t / b - 1 for t, b in zip(ts, base)])
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -114,7 +120,8 @@ def run_arch(arch: str, a) -> list:
         log(f"  eval compiled {name}: {secs:.1f}s, {flops and flops / 1e9:.1f} GFLOP")
     times = common.interleaved(evals, a.eval_repeats, a.warmup, log)
     for name, ts in times.items():
-        res[name].update(eval_s=common.median(ts), eval_spread=common.spread(ts))
+        res[name].update(eval_s=common.median(ts), eval_spread=common.spread(ts),
+                         eval_paired=paired(ts, times["gap"]))
     del evals
     gc.collect()
 
@@ -127,7 +134,8 @@ def run_arch(arch: str, a) -> list:
             log(f"  train compiled {name}: {secs:.1f}s, {flops and flops / 1e9:.1f} GFLOP")
         times = common.interleaved(trains, a.repeats, a.warmup, log)
         for name, ts in times.items():
-            res[name].update(train_s=common.median(ts), train_spread=common.spread(ts))
+            res[name].update(train_s=common.median(ts), train_spread=common.spread(ts),
+                             train_paired=paired(ts, times["gap"]))
         for name, r in trains.items():
             if int(r.state.nonfinite):
                 log(f"  warning: {name} train step reported non-finite values")
@@ -153,9 +161,12 @@ def run_arch(arch: str, a) -> list:
         ms = lambda k: f"{1e3 * r[k]:.1f}" if k in r else "-"
         gf = lambda k: f"{r[k] / 1e9:.1f}" if r.get(k) else "-"
         sec = lambda k: f"{r[k]:.1f}" if k in r else "-"
+        pp = lambda k: f"{r[k]:+.2f}%" if k in r and name != "gap" else "-"
         rows.append([arch, size, batch, a.dtype, name,
-                     ms("eval_s"), pct(name, "eval_s"), r.get("eval_spread", "-"),
-                     ms("train_s"), pct(name, "train_s"), r.get("train_spread", "-"),
+                     ms("eval_s"), pct(name, "eval_s"), pp("eval_paired"),
+                     r.get("eval_spread", "-"),
+                     ms("train_s"), pct(name, "train_s"), pp("train_paired"),
+                     r.get("train_spread", "-"),
                      f"{1e3 * r['head_eval_s']:.2f}", est(name, "head_eval_s", "eval_s"),
                      f"{1e3 * r['head_train_s']:.2f}", est(name, "head_train_s", "train_s"),
                      sec("eval_compile"), sec("train_compile"),
@@ -165,7 +176,8 @@ def run_arch(arch: str, a) -> list:
 
 
 HEADER = ["model", "size", "batch", "dtype", "head",
-          "eval ms", "eval ovh", "eval spread", "train ms", "train ovh", "train spread",
+          "eval ms", "eval ovh", "eval paired ovh", "eval spread",
+          "train ms", "train ovh", "train paired ovh", "train spread",
           "head eval ms", "head-only eval ovh", "head train ms", "head-only train ovh",
           "eval compile s", "train compile s",
           "eval GFLOP", "eval FLOP ovh", "train GFLOP", "train FLOP ovh"]
@@ -176,7 +188,9 @@ def main(argv=None):
     log(common.describe_machine())
     print(f"# head overhead vs gap ({common.describe_machine()})")
     print(f"# medians of {a.eval_repeats} eval / {a.repeats} train interleaved rounds after "
-          f"{a.warmup} warm-up; 'spread' = (max - min) / median; GFLOP = XLA cost analysis")
+          f"{a.warmup} warm-up; ovh = median / gap median - 1; paired ovh = median over rounds of "
+          "(variant / gap - 1) in the same round; 'spread' = (max - min) / median; "
+          "GFLOP = XLA cost analysis")
     print("# head eval/train ms: the head alone on the backbone's feature map (forward; "
           f"forward + grads w.r.t. params and features), median of {a.head_repeats}; "
           "head-only ovh = (head - gap head) / full gap step")
