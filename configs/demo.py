@@ -3,8 +3,9 @@ r"""Demo: a small CNN + CSRA trained from scratch on the embedded synthetic_shap
     python -m csra_jax.main --config configs/demo.py --workdir /tmp/csra_demo
 
 No download: the dataset (10 shape classes, 1-4 small objects per 128 px image) is
-generated on first use into data.data_dir. Trains and evaluates on a 2-core CPU in a few
-minutes; compare with configs/demo_gap.py (same budget, GAP head). Not a paper row.
+generated on first use into data.data_dir. Trains and evaluates in about 4-5 minutes on
+a 2-core CPU. Measured test mAP after 8 epochs: 44.4 (seed 0) / 43.5 (seed 1), against
+35.5 / 35.7 for configs/demo_gap.py (same budget, GAP head). Not a paper row.
 """
 
 from csra_jax.train.config import base_config
