@@ -51,32 +51,9 @@ examples:
 EOF
 }
 
-die() {  # one clear line, then the usage, exit 2
-  echo "$PROG: error: $*" >&2
-  echo "usage: $PROG --config CONFIG --workdir DIR [--gpus N] [options]  (--help for all)" >&2
-  exit 2
-}
-
-quote() {  # shell-quote each argument, space-separated, readable when nothing needs it
-  local out="" a
-  for a in "$@"; do
-    if [[ -n "$a" && "$a" =~ ^[A-Za-z0-9_./:=@%+,-]+$ ]]; then
-      out+="$a "
-    else
-      out+="'${a//\'/\'\\\'\'}' "
-    fi
-  done
-  printf '%s' "${out% }"
-}
-
-DRY_RUN=0
-run() {  # print `+ cmd` (quoted), then run it unless --dry-run
-  echo "+ $(quote "$@")"
-  if (( DRY_RUN )); then return 0; fi
-  "$@"
-}
-
-need_value() { (( $2 >= 2 )) || die "$1 needs a value"; }
+USAGE="$PROG --config CONFIG --workdir DIR [--gpus N] [options]  (--help for all)"
+# shellcheck source=launch/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 CONFIG="" WORKDIR="" GPUS="" DATA_DIR="" INSTALL=0 PY="${PYTHON:-python}" MEM_FRACTION="0.90"
 XLA_DEFAULT="--xla_gpu_enable_latency_hiding_scheduler=true" XLA_SET="" LOG=""

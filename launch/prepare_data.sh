@@ -84,30 +84,9 @@ naming the file (exit 2).
 EOF
 }
 
-die() {  # one clear line, then the usage, exit 2
-  echo "$PROG: error: $*" >&2
-  echo "usage: $PROG [--dry-run] DATASET [DATA_DIR] [RAW_DIR] [extra build flags]  (--help for details)" >&2
-  exit 2
-}
-
-quote() {  # shell-quote each argument, space-separated, readable when nothing needs it
-  local out="" a
-  for a in "$@"; do
-    if [[ -n "$a" && "$a" =~ ^[A-Za-z0-9_./:=@%+,-]+$ ]]; then
-      out+="$a "
-    else
-      out+="'${a//\'/\'\\\'\'}' "
-    fi
-  done
-  printf '%s' "${out% }"
-}
-
-DRY_RUN=0
-run() {  # print `+ cmd` (quoted), then run it unless --dry-run
-  echo "+ $(quote "$@")"
-  if (( DRY_RUN )); then return 0; fi
-  "$@"
-}
+USAGE="$PROG [--dry-run] DATASET [DATA_DIR] [RAW_DIR] [extra build flags]  (--help for details)"
+# shellcheck source=launch/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # --help / --dry-run may appear anywhere; everything else keeps its position.
 ARGS=()

@@ -91,34 +91,9 @@ examples:
 EOF
 }
 
-die() {  # one clear line, then the usage, exit 2
-  echo "$PROG: error: $*" >&2
-  echo "usage: $PROG --name NAME --zone ZONE --config CONFIG --workdir DIR [options]  (--help for all)" >&2
-  exit 2
-}
-
-quote() {  # shell-quote each argument, space-separated, readable when nothing needs it
-  local out="" a
-  for a in "$@"; do
-    if [[ -n "$a" && "$a" =~ ^[A-Za-z0-9_./:=@%+,-]+$ ]]; then
-      out+="$a "
-    else
-      out+="'${a//\'/\'\\\'\'}' "
-    fi
-  done
-  printf '%s' "${out% }"
-}
-
-DRY_RUN=0
-run() {  # print `+ cmd` (quoted), then run it unless --dry-run
-  echo "+ $(quote "$@")"
-  if (( DRY_RUN )); then return 0; fi
-  "$@"
-}
-
-need_value() {  # need_value FLAG NARGS_LEFT
-  (( $2 >= 2 )) || die "$1 needs a value"
-}
+USAGE="$PROG --name NAME --zone ZONE --config CONFIG --workdir DIR [options]  (--help for all)"
+# shellcheck source=launch/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 NAME="" ZONE="" CONFIG="" WORKDIR="" ACCEL="" VERSION="tpu-ubuntu2204-base" PROJECT=""
 SPOT=0 REPO="$REPO_ROOT" REF="" REMOTE_DIR="csra_jax" DATA_DIR="" DISTRIBUTED="on"
