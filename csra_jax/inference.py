@@ -204,7 +204,7 @@ def dataset_class_names(config) -> Optional[tuple]:
         info = data_lib.get_dataset_info(d.name, os.path.expanduser(d.data_dir),
                                          d.builder_config or None)
         return tuple(info.class_names)
-    except Exception:  # dataset not prepared on this machine: fall back to the registry
+    except (data_lib.DataError, OSError):  # not prepared on this machine: use the registry
         info = data_lib.DATASETS.get(d.name)
         return None if info is None or info.class_names is None else tuple(info.class_names)
 
