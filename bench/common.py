@@ -29,7 +29,7 @@ import jax.numpy as jnp  # noqa: E402
 import csra_jax  # noqa: E402
 from csra_jax.train import optimizer as optimizer_lib  # noqa: E402
 from csra_jax.train import steps as steps_lib  # noqa: E402
-from csra_jax.train.state import TrainState, state_variables  # noqa: E402
+from csra_jax.train.state import TrainState  # noqa: E402
 
 DTYPES = {"float32": jnp.float32, "fp32": jnp.float32, "bfloat16": jnp.bfloat16,
           "bf16": jnp.bfloat16}
@@ -71,21 +71,6 @@ def csv_list(text: str) -> List[str]:
 
 
 # ----------------------------------------------------------------------------- setup
-
-
-def make_mesh():
-    """The library's 1-D ``data`` mesh, but with ``AxisType.Auto``.
-
-    ``csra_jax.train.steps.make_mesh`` calls ``jax.make_mesh`` without ``axis_types``;
-    since jax 0.7 that gives *Explicit* axes, and under an explicit mesh the ViT's
-    ``concatenate([broadcast cls token, patch tokens])`` raises ShardingTypeError (the
-    token is unsharded, the patches are sharded over ``data``) inside the library's
-    own train/eval steps. ResNets are unaffected. Same devices and shardings otherwise.
-    """
-    mesh = steps_lib.make_mesh()
-    return jax.make_mesh(mesh.devices.shape, mesh.axis_names,
-                         axis_types=(jax.sharding.AxisType.Auto,) * len(mesh.axis_names),
-                         devices=list(mesh.devices.flat))
 
 
 def make_model(arch: str, num_classes: int, head: str, num_heads: int, size: int,

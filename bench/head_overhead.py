@@ -86,7 +86,7 @@ def run_arch(arch: str, a) -> list:
     size = a.size or common.default_size(arch)
     batch = a.batch or common.default_batch(size)
     dtype = common.DTYPES[a.dtype]
-    mesh = common.make_mesh()
+    mesh = common.steps_lib.make_mesh()
     variants = {"gap": ("gap", 1)}
     variants.update({f"csra H={h}": ("csra", h) for h in map(int, common.csv_list(a.num_heads))})
     log(f"{arch}@{size} batch {batch} {a.dtype}: variants {list(variants)}")

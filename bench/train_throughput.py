@@ -30,7 +30,6 @@ import time
 import common  # bench/common.py (sets up sys.path for csra_jax)
 from common import log
 
-import jax
 
 
 def parse_args(argv=None):
@@ -91,7 +90,7 @@ def pipeline_ips(it, batch: int, steps: int) -> float:
 def run(arch: str, dtype_name: str, a, data_dir) -> dict:
     size = a.size or common.default_size(arch)
     batch = a.batch or common.default_batch(size)
-    mesh = common.make_mesh()
+    mesh = common.steps_lib.make_mesh()
     num_classes = 10 if a.with_data else a.num_classes
     model = common.make_model(arch, num_classes, "csra", a.num_heads, size,
                               common.DTYPES[dtype_name])
