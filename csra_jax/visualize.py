@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from csra_jax.models.csra import CSRAHead, resolve_temperatures
-from csra_jax.models.gap import GAPHead
+from csra_jax.models.gap import GAPHead, class_score_map
 
 
 # ------------------------------------------------------------------- the maps
@@ -49,9 +49,10 @@ def csra_attention(features, kernel, temperature: float = 1.0, normalize: bool =
 
 def class_activation_map(features, kernel, bias):
     """GAP head: W^T x_k + b per position, min-max normalised per class -> (B, C, h, w)."""
-    features = jnp.asarray(features, jnp.float32)
-    cam = jnp.einsum("bhwd,dc->bchw", features, jnp.asarray(kernel, jnp.float32))
-    cam = cam + jnp.asarray(bias, jnp.float32)[None, :, None, None]
+    b, h, w, _ = features.shape
+    cam = class_score_map(jnp.asarray(features, jnp.float32), jnp.asarray(kernel, jnp.float32),
+                          jnp.asarray(bias, jnp.float32))  # (B, h*w, C)
+    cam = cam.transpose(0, 2, 1).reshape(b, -1, h, w)
     lo = cam.min(axis=(2, 3), keepdims=True)
     hi = cam.max(axis=(2, 3), keepdims=True)
     return (cam - lo) / jnp.maximum(hi - lo, 1e-12)
@@ -70,8 +71,7 @@ def head_attention(head, head_params, features):
 
 def backbone_features(model, variables, images):
     """The backbone's feature map (B, h, w, d) of a ``Classifier`` in eval mode."""
-    sub = {k: v["backbone"] for k, v in variables.items() if "backbone" in v}
-    return model.backbone.apply(sub, images, train=False)
+    return model.apply(variables, images, method="features")
 
 
 def attention_maps(model, variables, images) -> np.ndarray:

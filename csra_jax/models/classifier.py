@@ -30,6 +30,10 @@ class Classifier(nn.Module):
             raise ValueError(f"expected NHWC RGB images (B, H, W, 3), got shape {images.shape}.")
         return self.head(self.backbone(images, train=train))
 
+    def features(self, images: jax.Array, train: bool = False):
+        """The backbone's feature map; ``model.apply(variables, x, method="features")``."""
+        return self.backbone(images, train=train)
+
 
 def _resnet(arch, img_size, dtype, param_dtype, **kw):
     del img_size  # fully convolutional

@@ -57,11 +57,20 @@ class GAPHead(nn.Module):
         d = x.shape[-1]
         kernel = self.param("kernel", _torch_linear_init, (d, self.num_classes), self.param_dtype)
         bias = self.param("bias", _torch_bias_init(d), (self.num_classes,), self.param_dtype)
-        kernel = kernel.astype(self.dtype)
         pooled = jnp.mean(x.astype(jnp.float32), axis=1).astype(self.dtype)
-        logits = jnp.dot(pooled, kernel, preferred_element_type=jnp.float32) + bias
+        logits = jnp.dot(pooled, kernel.astype(self.dtype),
+                         preferred_element_type=jnp.float32) + bias
         if self.max_lam:
-            score_map = jnp.einsum("bnd,dc->bnc", x.astype(self.dtype), kernel,
-                                   preferred_element_type=jnp.float32)
-            logits = logits + self.max_lam * (jnp.max(score_map, axis=1) + bias)
+            score_map = class_score_map(x, kernel, bias, self.dtype)
+            logits = logits + self.max_lam * jnp.max(score_map, axis=1)
         return logits
+
+
+def class_score_map(x: jax.Array, kernel: jax.Array, bias: jax.Array,
+                    dtype: Any = jnp.float32) -> jax.Array:
+    """The GAP classifier applied at every position, s_k = W^T x_k + b.
+
+    x: (B, h, w, d) or (B, N, d); kernel (d, C); bias (C,). Returns (B, N, C) float32.
+    """
+    return jnp.einsum("bnd,dc->bnc", flatten_positions(x).astype(dtype), kernel.astype(dtype),
+                      preferred_element_type=jnp.float32) + bias

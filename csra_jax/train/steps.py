@@ -17,6 +17,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from csra_jax.models.classifier import Classifier
+from csra_jax.models.gap import class_score_map
 from csra_jax.train.loss import bce_with_logits, softmax_cross_entropy
 from csra_jax.train.optimizer import learning_rates
 from csra_jax.train.state import TrainState, state_variables
@@ -108,12 +109,9 @@ def make_sweep_step(model: Classifier, mesh: Mesh) -> Callable:
     s_k = W^T x_k + b, so mean + lam * max is scored for every lam from one pass."""
 
     def step(variables, batch):
-        feats = model.backbone.apply(
-            {k: v["backbone"] for k, v in variables.items() if "backbone" in v},
-            batch["image"], train=False)
+        feats = model.apply(variables, batch["image"], method="features")
         head = variables["params"]["head"]
-        feats = feats.reshape(feats.shape[0], -1, feats.shape[-1]).astype(jnp.float32)
-        score_map = jnp.einsum("bnd,dc->bnc", feats, head["kernel"]) + head["bias"]
+        score_map = class_score_map(feats, head["kernel"], head["bias"])
         return {"mean": score_map.mean(axis=1), "max": score_map.max(axis=1),
                 "labels": batch["labels"], "ignore": batch["ignore"], "mask": batch["mask"],
                 "index": batch["index"]}
