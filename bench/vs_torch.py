@@ -1,0 +1,483 @@
+"""Side by side with PyTorch: the same models, inputs, batch and resolution, one process.
+
+  python bench/vs_torch.py                          # resnet101@448 csra H=1/H=8/gap, vit_b16@224 csra H=1
+  python bench/vs_torch.py --models resnet101/csra8 --repeats 10
+  python bench/vs_torch.py --dtype bfloat16          # ours in bf16 compute (f32 params) vs torch fp32
+  python bench/vs_torch.py --memory                  # peak host RSS, resnet101@448 batch 16 train
+  python bench/vs_torch.py --quick                   # smoke: resnet18@64 + a 2-block ViT, < 1 minute
+
+Ours: the library's own jitted steps (`csra_jax.train.steps.make_train_step`: forward,
+BCE-with-logits, backward, the paper's two-group SGD update, state donated; and
+`make_eval_step`), compiled ahead of time. PyTorch: torchvision ResNet / timm ViT trunk
+with a CSRA head written here from the paper's equations (per head: score =
+conv1x1(x) / ||m_i||, base = mean_k score, att = sum_k softmax_k(T score) score or
+max_k score for T = inf; heads summed), or GAP + fc for `gap`; train step = forward +
+BCEWithLogits + backward + torch SGD (momentum 0.9, weight decay 1e-4, lr 0.01 backbone /
+0.1 head); eval under `torch.inference_mode()`. `torch.set_num_threads(--threads)`
+(default: all cores, as XLA's CPU backend uses). PyTorch runs both in the default
+(NCHW-contiguous) and channels_last memory formats; the faster one is counted.
+
+Timing: after compiling and `--warmup` untimed calls, each round calls ours and both
+torch variants once, in rotating order, so load from other processes hits all alike;
+the table reports medians (img/s = batch / median step). Inputs and labels are the same
+arrays for both. GFLOP/s use one FLOP count for both columns: XLA's `cost_analysis()`
+of our compiled step (2 FLOPs per multiply-add; for train it includes the optimizer).
+The peak is measured in the same run: the faster of a jitted 4096^3 f32 dot and
+torch's 1x1 channels_last convolution of the same size (oneDNN).
+
+Each row is printed as soon as it is measured, so a partial run still leaves a table.
+`--compilation_cache DIR` reuses XLA executables across runs (a resnet101@448 train step
+takes minutes to compile on 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import math
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_MODELS = "resnet101/csra1,resnet101/csra8,resnet101/gap,vit_b16/csra1"
+QUICK_MODELS = "resnet18/csra1,vit_tiny/csra1"
+# Temperatures per head count (DESIGN.md): the last head of H>1 is T=inf (max-pooling).
+TEMPERATURES = {1: (1.0,), 2: (1.0, math.inf), 4: (1.0, 2.0, 4.0, math.inf),
+                6: (1.0, 2.0, 3.0, 4.0, 5.0, math.inf),
+                8: (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, math.inf)}
+# timm names of our ViTs; "vit_tiny" is a 2-block, 192-wide ViT for the smoke test.
+TIMM_VITS = {"vit_b16": "vit_base_patch16_224", "vit_l16": "vit_large_patch16_224"}
+TINY_VIT = dict(embed_dim=192, depth=2, num_heads=3)
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def csv_list(text):
+    return [s.strip() for s in text.split(",") if s.strip()]
+
+
+def parse_spec(spec: str):
+    """'resnet101/csra8' -> ('resnet101', 'csra', 8); 'resnet101/gap' -> (.., 'gap', 1)."""
+    arch, _, head = spec.partition("/")
+    head = head or "csra1"
+    if head == "gap":
+        return arch, "gap", 1
+    if not head.startswith("csra") or not head[4:].isdigit():
+        raise ValueError(f"bad model spec {spec!r}: expected ARCH/csraH or ARCH/gap")
+    return arch, "csra", int(head[4:])
+
+
+def default_size(arch: str) -> int:
+    return 224 if arch.startswith("vit") and arch != "vit_l16" else 448
+
+
+def default_batch(size: int) -> int:
+    return 4 if size >= 448 else 8  # the issue's anchor: batch 4 at 448, 8 at 224
+
+
+# ------------------------------------------------------------------------ PyTorch side
+
+
+def torch_setup(threads: int):
+    import torch
+    torch.set_num_threads(threads)
+    return torch
+
+
+def torch_model(arch: str, head: str, num_heads: int, size: int, num_classes: int,
+                lam: float):
+    """torchvision / timm trunk + a CSRA (or GAP + fc) head; returns (model, head_module)."""
+    import torch
+    import torch.nn as tnn
+
+    class CSRA(tnn.Module):
+        """Multi-head CSRA from the paper's equations; heads as in the official code."""
+
+        def __init__(self, dim):
+            super().__init__()
+            self.temps = TEMPERATURES[num_heads]
+            self.heads = tnn.ModuleList(tnn.Conv2d(dim, num_classes, 1, bias=False)
+                                        for _ in self.temps)
+
+        def forward(self, x):  # (B, d, h, w)
+            logits = 0
+            for conv, t in zip(self.heads, self.temps):
+                norm = torch.norm(conv.weight, dim=1, keepdim=True).transpose(0, 1)
+                score = (conv(x) / norm).flatten(2)           # (B, C, N)
+                base_logit = score.mean(dim=2)
+                if math.isinf(t):
+                    att_logit = score.max(dim=2)[0]
+                else:
+                    att_logit = (torch.softmax(t * score, dim=2) * score).sum(dim=2)
+                logits = logits + base_logit + lam * att_logit
+            return logits
+
+    class GAP(tnn.Module):
+        def __init__(self, dim):
+            super().__init__()
+            self.fc = tnn.Linear(dim, num_classes)
+
+        def forward(self, x):
+            return self.fc(x.mean(dim=(2, 3)))
+
+    class Net(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            if arch.startswith("resnet"):
+                import torchvision
+                r = getattr(torchvision.models, arch)(weights=None)
+                self.trunk = tnn.Sequential(r.conv1, r.bn1, r.relu, r.maxpool, r.layer1,
+                                            r.layer2, r.layer3, r.layer4)
+                dim, self.vit = r.fc.in_features, False
+            else:
+                import timm
+                if arch == "vit_tiny":
+                    from timm.models.vision_transformer import VisionTransformer
+                    self.trunk = VisionTransformer(img_size=size, patch_size=16, num_classes=0,
+                                                   **TINY_VIT)
+                else:
+                    self.trunk = timm.create_model(TIMM_VITS[arch], pretrained=False,
+                                                   num_classes=0, img_size=size)
+                dim, self.vit = self.trunk.embed_dim, True
+            self.head = (CSRA if head == "csra" else GAP)(dim)
+
+        def forward(self, x):
+            if self.vit:  # patch tokens, prefix (class) token dropped, as the official code
+                t = self.trunk.forward_features(x)[:, self.trunk.num_prefix_tokens:]
+                g = int(round(t.shape[1] ** 0.5))
+                x = t.transpose(1, 2).reshape(t.shape[0], t.shape[2], g, g)
+            else:
+                x = self.trunk(x)
+            return self.head(x)
+
+    model = Net()
+    return model, model.head
+
+
+class TorchRunner:
+    """Train / eval step of one torch model in one memory format, on fixed inputs."""
+
+    def __init__(self, torch, model, head, images, labels, channels_last: bool):
+        import torch.nn.functional as F
+        self.torch, self.F = torch, F
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        self.model = model.to(memory_format=fmt)
+        self.x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))
+                                  ).contiguous(memory_format=fmt)
+        self.y = torch.from_numpy(labels.astype(np.float32))
+        head_ids = {id(p) for p in head.parameters()}
+        backbone = [p for p in model.parameters() if id(p) not in head_ids]
+        self.opt = torch.optim.SGD([{"params": backbone, "lr": 0.01},
+                                    {"params": list(head.parameters()), "lr": 0.1}],
+                                   lr=0.01, momentum=0.9, weight_decay=1e-4)
+
+    def train(self):
+        self.model.train()
+        self.opt.zero_grad(set_to_none=True)
+        loss = self.F.binary_cross_entropy_with_logits(self.model(self.x), self.y)
+        loss.backward()
+        self.opt.step()
+        return loss.item()
+
+    def eval(self):
+        self.model.eval()
+        with self.torch.inference_mode():
+            return self.model(self.x).sum().item()
+
+
+def torch_peak(torch, n: int, repeats: int) -> float:
+    """GFLOP/s of torch's 1x1 channels_last conv with n x n x n multiply-adds (oneDNN)."""
+    side = int(round(n ** 0.5))
+    conv = torch.nn.Conv2d(n, n, 1, bias=False).to(memory_format=torch.channels_last)
+    x = torch.randn(1, n, side, side).contiguous(memory_format=torch.channels_last)
+    ts = []
+    with torch.inference_mode():
+        conv(x)
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            conv(x)
+            ts.append(time.perf_counter() - t0)
+    return 2 * n * side * side * n / statistics.median(ts) / 1e9
+
+
+# ------------------------------------------------------------------------ our side
+
+
+def ours_model(common, arch, head, num_heads, size, num_classes, lam, dtype, conv_impl):
+    import csra_jax
+    kw = {"conv_impl": conv_impl} if arch.startswith("resnet") and conv_impl else {}
+    if arch == "vit_tiny":
+        from csra_jax.models import vit as vit_lib
+        from csra_jax.models.classifier import Classifier
+        backbone = vit_lib.VisionTransformer(img_size=size, dtype=dtype, **TINY_VIT)
+        head_mod = (csra_jax.CSRAHead(num_classes, num_heads=num_heads, lam=lam, dtype=dtype)
+                    if head == "csra" else csra_jax.GAPHead(num_classes, dtype=dtype))
+        return Classifier(backbone=backbone, head=head_mod)
+    return csra_jax.create_model(arch, num_classes, head=head, num_heads=num_heads, lam=lam,
+                                 img_size=size, dtype=dtype, **kw)
+
+
+def jax_peak(n: int, repeats: int) -> float:
+    import jax
+    import jax.numpy as jnp
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+    f = jax.jit(jnp.dot).lower(a, a).compile()
+    jax.block_until_ready(f(a, a))
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(f(a, a))
+        ts.append(time.perf_counter() - t0)
+    return 2 * n ** 3 / statistics.median(ts) / 1e9
+
+
+# ------------------------------------------------------------------------ the table
+
+
+HEADER = ["model", "size", "batch", "ours dtype", "step", "ours img/s", "torch img/s",
+          "torch format", "ours/torch", "ours GFLOP/s", "ours % peak", "torch GFLOP/s",
+          "torch % peak", "GFLOP/step", "ours compile s", "spread ours / torch"]
+
+
+def row(spec, size, batch, dtype, step, t_ours, t_torch, fmt, flops, peak, compile_s,
+        sp_ours, sp_torch):
+    gfs = lambda t: flops / t / 1e9 if flops else None
+    f1 = lambda v: "-" if v is None else f"{v:.1f}"
+    pct = lambda v: "-" if v is None or not peak else f"{100 * v / peak:.0f}%"
+    return [spec, size, batch, dtype, step, f"{batch / t_ours:.2f}", f"{batch / t_torch:.2f}",
+            fmt, f"{t_torch / t_ours:.2f}x", f1(gfs(t_ours)), pct(gfs(t_ours)),
+            f1(gfs(t_torch)), pct(gfs(t_torch)), f1(flops and flops / 1e9), f"{compile_s:.1f}",
+            f"{sp_ours} / {sp_torch}"]
+
+
+def print_row(cells):
+    print("| " + " | ".join(str(c) for c in cells) + " |", flush=True)
+
+
+def run_model(spec, a, common, torch, peak):
+    arch, head, num_heads = parse_spec(spec)
+    size = a.size or default_size(arch)
+    batch = a.batch or default_batch(size)
+    dtype = common.DTYPES[a.dtype]
+    rng = np.random.default_rng(0)
+    images = rng.random((batch, size, size, 3), dtype=np.float32)
+    labels = (rng.random((batch, a.num_classes)) < 0.1).astype(np.int8)
+    log(f"{spec}@{size} batch {batch}: ours {a.dtype}, torch float32, {a.threads} threads")
+
+    mesh = common.steps_lib.make_mesh()
+    model = ours_model(common, arch, head, num_heads, size, a.num_classes, a.lam, dtype,
+                       a.conv_impl)
+    variables = common.init_variables(model, size)
+    data = common.jax.device_put(
+        {"image": images, "labels": labels, "ignore": np.zeros_like(labels),
+         "mask": np.ones((batch,), np.float32), "index": np.arange(batch, dtype=np.int32)},
+        common.steps_lib.batch_sharding(mesh))
+
+    torch.manual_seed(0)
+    runners = {}
+    for fmt in a.formats:
+        m, h = torch_model(arch, head, num_heads, size, a.num_classes, a.lam)
+        runners[fmt] = TorchRunner(torch, m, h, images, labels, fmt == "channels_last")
+
+    rows = []
+    for step in ("eval", "train"):
+        if step == "train" and a.no_train:
+            continue
+        build = common.build_train if step == "train" else common.build_eval
+        ours, secs, flops = build(model, variables, mesh, data)
+        log(f"  ours {step} compiled in {secs:.1f}s, {flops and flops / 1e9:.1f} GFLOP")
+        fns = {"ours": ours}
+        fns.update({f"torch {fmt}": getattr(r, step) for fmt, r in runners.items()})
+        reps = a.repeats if step == "train" else a.eval_repeats
+        times = common.interleaved(fns, reps, a.warmup, log)
+        if step == "train" and int(ours.state.nonfinite):
+            log("  warning: our train step reported non-finite values")
+        med = {k: statistics.median(v) for k, v in times.items()}
+        best = min((k for k in med if k != "ours"), key=med.get)
+        log("  medians: " + ", ".join(f"{k} {v:.3f}s" for k, v in med.items()))
+        cells = row(spec, size, batch, a.dtype, step, med["ours"], med[best],
+                    best.split(" ", 1)[1], flops, peak, secs, common.spread(times["ours"]),
+                    common.spread(times[best]))
+        print_row(cells)
+        rows.append(cells)
+        del ours, fns
+        gc.collect()
+    return rows
+
+
+# ------------------------------------------------------------------------ memory mode
+
+
+def memory_child(a):
+    """One framework, N train steps of the first model; prints its peak RSS (ru_maxrss)."""
+    spec = csv_list(a.models)[0]
+    arch, head, num_heads = parse_spec(spec)
+    size, batch = a.size or default_size(arch), a.batch or 16
+    rng = np.random.default_rng(0)
+    images = rng.random((batch, size, size, 3), dtype=np.float32)
+    labels = (rng.random((batch, a.num_classes)) < 0.1).astype(np.int8)
+    if a.child == "torch":
+        torch = torch_setup(a.threads)
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        m, h = torch_model(arch, head, num_heads, size, a.num_classes, a.lam)
+        r = TorchRunner(torch, m, h, images, labels, a.formats[-1] == "channels_last")
+        fn = r.train
+    else:
+        import common  # noqa: F401  (imports jax, not torch)
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        mesh = common.steps_lib.make_mesh()
+        model = ours_model(common, arch, head, num_heads, size, a.num_classes, a.lam,
+                           common.DTYPES[a.dtype], a.conv_impl)
+        variables = common.init_variables(model, size)
+        data = common.jax.device_put(
+            {"image": images, "labels": labels, "ignore": np.zeros_like(labels),
+             "mask": np.ones((batch,), np.float32),
+             "index": np.arange(batch, dtype=np.int32)}, common.steps_lib.batch_sharding(mesh))
+        del images
+        runner, _, _ = common.build_train(model, variables, mesh, data)
+        del variables
+        fn = lambda: common.block(runner())
+    ts = []
+    for _ in range(a.memory_steps):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    assert "torch" not in sys.modules or a.child == "torch", "ours child imported torch"
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(f"MEMORY {a.child} {peak} {base} {ts[-1]:.2f}", flush=True)
+
+
+def memory_mode(a):
+    spec = csv_list(a.models)[0]
+    arch, _, _ = parse_spec(spec)
+    size, batch = a.size or default_size(arch), a.batch or 16
+    print(f"# peak host memory (ru_maxrss) of {a.memory_steps} train steps, {spec}@{size} "
+          f"batch {batch}; each framework in its own process (ours {a.dtype}, torch float32 "
+          f"{a.formats[-1]})")
+    header = ["framework", "model", "batch", "peak RSS GiB", "RSS after imports GiB",
+              "last step s"]
+    print("| " + " | ".join(header) + " |\n|" + "|".join("---" for _ in header) + "|",
+          flush=True)
+    for child in ("ours", "torch"):
+        cmd = [sys.executable, os.path.abspath(__file__), "--child", child, "--models", spec,
+               "--size", str(size), "--batch", str(batch), "--dtype", a.dtype,
+               "--threads", str(a.threads), "--memory_steps", str(a.memory_steps),
+               "--formats", ",".join(a.formats), "--num_classes", str(a.num_classes)]
+        if a.conv_impl:
+            cmd += ["--conv_impl", a.conv_impl]
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        line = [l for l in out.stdout.splitlines() if l.startswith("MEMORY ")]
+        if out.returncode or not line:
+            log(out.stderr[-3000:])
+            print(f"| {child} | {spec}@{size} | {batch} | failed (rc {out.returncode}) | - | - |")
+            continue
+        _, _, peak, base, step_s = line[0].split()
+        gib = lambda kb: f"{int(kb) / 2 ** 20:.2f}"  # ru_maxrss is in KiB on Linux
+        print(f"| {child} | {spec}@{size} | {batch} | {gib(peak)} | {gib(base)} | {step_s} |",
+              flush=True)
+
+
+# ------------------------------------------------------------------------ main
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1])
+    p.add_argument("--models", default=None,
+                   help=f"comma-separated ARCH/csraH or ARCH/gap (default {DEFAULT_MODELS})")
+    p.add_argument("--size", type=int, default=None,
+                   help="image size for every model (default 448 ResNets, 224 vit_b16)")
+    p.add_argument("--batch", type=int, default=None,
+                   help="batch size (default 4 at 448, 8 at 224; 16 with --memory)")
+    p.add_argument("--repeats", type=int, default=3, help="timed train rounds")
+    p.add_argument("--eval_repeats", type=int, default=None,
+                   help="timed eval rounds (default 2 x repeats)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed rounds after compiling")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                   help="our compute dtype (params stay float32); torch is always float32")
+    p.add_argument("--conv_impl", default=None, choices=["auto", "xla", "gemm"],
+                   help="our ResNets' 1x1 conv lowering (default: the library's, 'auto')")
+    p.add_argument("--threads", type=int, default=os.cpu_count(),
+                   help="torch.set_num_threads (default: all cores, as XLA uses)")
+    p.add_argument("--formats", default="default,channels_last",
+                   help="torch memory formats to time (the faster is counted)")
+    p.add_argument("--num_classes", type=int, default=80)
+    p.add_argument("--lam", type=float, default=0.5)
+    p.add_argument("--no_train", action="store_true", help="eval only")
+    p.add_argument("--no_peak", action="store_true", help="skip the GEMM peak measurement")
+    p.add_argument("--peak_size", type=int, default=4096, help="n of the n^3 peak GEMM")
+    p.add_argument("--compilation_cache", default=None,
+                   help="persistent XLA compilation cache directory (reruns skip compiles)")
+    p.add_argument("--memory", action="store_true",
+                   help="peak host memory of training (default resnet101/csra1@448 batch 16), "
+                        "ours and torch each in its own subprocess")
+    p.add_argument("--memory_steps", type=int, default=2)
+    p.add_argument("--child", choices=["ours", "torch"], help=argparse.SUPPRESS)
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: resnet18@64 and a 2-block ViT@64, batch 2, 1 round")
+    a = p.parse_args(argv)
+    if a.quick:
+        a.models = a.models or QUICK_MODELS
+        a.size, a.batch = a.size or 64, a.batch or 2
+        a.repeats, a.peak_size = 1, min(a.peak_size, 1024)
+    a.models = a.models or ("resnet101/csra1" if a.memory else DEFAULT_MODELS)
+    a.eval_repeats = a.eval_repeats or 2 * a.repeats
+    a.formats = csv_list(a.formats)
+    bad = set(a.formats) - {"default", "channels_last"}
+    if bad or not a.formats:
+        p.error(f"--formats: default and/or channels_last, got {a.formats}")
+    return a
+
+
+def main(argv=None):
+    a = parse_args(argv)
+    if a.child:
+        return memory_child(a)
+    if a.memory:
+        return memory_mode(a)
+    import common  # bench/common.py: sys.path for csra_jax, the library's steps
+    torch = torch_setup(a.threads)
+    if a.compilation_cache:
+        common.jax.config.update("jax_compilation_cache_dir", a.compilation_cache)
+        common.jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    log(common.describe_machine() + f"  torch {torch.__version__} ({a.threads} threads)")
+    peak, peak_note = None, "not measured"
+    if not a.no_peak:
+        pj, pt = jax_peak(a.peak_size, 3), torch_peak(torch, a.peak_size, 3)
+        peak = max(pj, pt)
+        peak_note = (f"{peak:.0f} GFLOP/s = max(jitted {a.peak_size}^3 f32 dot {pj:.0f}, "
+                     f"torch 1x1 channels_last conv {pt:.0f})")
+    print(f"# ours (csra_jax, jax {common.jax.__version__}) vs PyTorch {torch.__version__} "
+          f"({common.describe_machine()})")
+    print(f"# GEMM peak this run: {peak_note}")
+    print(f"# medians of {a.eval_repeats} eval / {a.repeats} train interleaved rounds after "
+          f"{a.warmup} warm-up; torch {a.threads} threads, best of formats {a.formats}; "
+          "ours/torch > 1 means ours is faster; GFLOP/s from XLA's FLOP count of our step "
+          "for both columns; spread = (max - min) / median")
+    print("| " + " | ".join(HEADER) + " |\n|" + "|".join("---" for _ in HEADER) + "|",
+          flush=True)
+    failed = []
+    for spec in csv_list(a.models):
+        try:
+            run_model(spec, a, common, torch, peak)
+        except Exception as e:  # pylint: disable=broad-except
+            log(f"{spec} failed: {type(e).__name__}: {e}")
+            failed.append(spec)
+        finally:
+            gc.collect()
+    if failed:
+        raise SystemExit(f"failed: {', '.join(failed)}")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, HERE)
+    main()
