@@ -1,4 +1,5 @@
-"""PyTorch state_dict -> Flax variables for our ResNet / ViT classifiers.
+"""PyTorch state_dict -> Flax variables for our ResNet / MobileNet-V2 / EfficientNet / ViT
+classifiers.
 
 Our module names mirror the PyTorch ones, so one rule covers every backbone key:
 ``layer1.0.downsample.0.weight`` -> ``backbone/layer1_0/downsample_0/kernel`` (a numeric
@@ -26,24 +27,29 @@ from csra_jax.convert.pos_embed import resample_pos_embed
 from csra_jax.convert.state_dict_io import load_state_dict
 from csra_jax.models.classifier import Classifier
 from csra_jax.models.csra import CSRAHead
+from csra_jax.models.efficientnet import EfficientNet
 from csra_jax.models.gap import GAPHead
+from csra_jax.models.mobilenet_v2 import MobileNetV2
 from csra_jax.models.vit import VisionTransformer
 
 SOURCES = ("torchvision", "timm", "csra")
 
 # Keys that exist in the sources but that no model of ours uses, by design:
 # - BatchNorm's step counter (only used when torch BN momentum is None).
-# - torchvision's ``fc`` / timm's ``head`` / ``pre_logits`` (in21k checkpoints) when the
+# - torchvision's ``fc`` (ResNet) / ``classifier.1`` (MobileNet-V2, EfficientNet: the
+#   Linear after Dropout) / timm's ``head`` / ``pre_logits`` (in21k checkpoints) when the
 #   model's head is not a GAP head of the same shape; the official CSRA ResNet checkpoints
 #   also carry torchvision's ``fc``, which ResNet_CSRA never calls.
 KNOWN_UNUSED = (
     r".*\.num_batches_tracked$",
     r"^fc\.(weight|bias)$",
+    r"^classifier\.1\.(weight|bias)$",
     r"^head\.(weight|bias)$",
     r"^pre_logits\.fc\.(weight|bias)$",
 )
 _CSRA_HEAD_KEY = re.compile(r"^classifier\.multi_head\.(\d+)\.head\.weight$")
 _CLASSIFIER_KEYS = {"torchvision": "fc", "timm": "head", "csra": "fc"}
+_TORCHVISION_CLASSIFIER_KEYS = {MobileNetV2: "classifier.1", EfficientNet: "classifier.1"}
 
 
 @dataclasses.dataclass
@@ -94,11 +100,12 @@ def _check_source(model: Classifier, source: str) -> None:
                          f"got {type(model).__name__}.")
     is_vit = isinstance(model.backbone, VisionTransformer)
     if source == "torchvision" and is_vit:
-        raise ValueError("source='torchvision' holds ResNet weights but the model is a ViT; "
-                         "use source='timm' for ViT checkpoints.")
+        raise ValueError("source='torchvision' holds ResNet / MobileNet-V2 / EfficientNet "
+                         "weights but the model is a ViT; use source='timm' for ViT checkpoints.")
     if source == "timm" and not is_vit:
-        raise ValueError("source='timm' holds ViT weights but the model is a ResNet; "
-                         "use source='torchvision' for ResNet checkpoints.")
+        raise ValueError(f"source='timm' holds ViT weights but the model is a "
+                         f"{type(model.backbone).__name__}; use source='torchvision' for "
+                         "ResNet / MobileNet-V2 / EfficientNet checkpoints.")
 
 
 def _example_input(model: Classifier) -> jax.Array:
@@ -124,6 +131,8 @@ def convert_state_dict(state_dict: Dict[str, np.ndarray], model: Classifier, sou
     gap_head = isinstance(head, GAPHead)
     head_kernels: Dict[int, np.ndarray] = {}
     classifier = _CLASSIFIER_KEYS[source]
+    if source == "torchvision":
+        classifier = _TORCHVISION_CLASSIFIER_KEYS.get(type(model.backbone), classifier)
 
     def put(path, value, torch_key):
         if path not in template:
@@ -199,10 +208,11 @@ def load_torch_weights(source_path_or_state_dict: Any, model: Classifier, source
       source_path_or_state_dict: a .pth/.pt (read with ``weights_only=True``), a
         .safetensors path (read without torch), or a mapping of tensors/arrays.
       model: a ``csra_jax.create_model`` classifier.
-      source: "torchvision" (ResNet backbone), "timm" (ViT backbone), or "csra" (an
+      source: "torchvision" (ResNet, MobileNet-V2 or EfficientNet backbone; their
+        classifier ``fc`` / ``classifier.1``), "timm" (ViT backbone), or "csra" (an
         official CSRA ``ResNet_CSRA``/``VIT_CSRA`` state_dict: backbone and head).
         For "torchvision"/"timm" the head keeps its initialisation, except that a GAP
-        head with the checkpoint's class count takes its ``fc``/``head`` weights.
+        head with the checkpoint's class count takes its classifier weights.
       **kwargs: ``init_variables`` (template to fill, default ``model.init``), ``rng``,
         ``antialias`` (position-embedding resampling as timm: True).
 
