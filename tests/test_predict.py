@@ -25,6 +25,7 @@ from csra_jax.inference import Predictor, load_run_config, save_run_config
 from csra_jax.train import loop
 from csra_jax.train.config import base_config
 from csra_jax.train.state import model_from_config
+from model_fixtures import random_variables
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GOOD = ("gray.png", "large.jpg", "rgb.jpg", "rgba.png")
@@ -47,28 +48,12 @@ def images(tmp_path_factory):
     return str(d)
 
 
-def _random_variables(model, size):
-    """Small random weights, identity BatchNorm: model.init's cost without its compile."""
-    abstract = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, size, size, 3)))
-    rng = np.random.default_rng(0)
-
-    def leaf(path, x):
-        name = path[-1].key
-        if name in ("var", "scale"):
-            return np.ones(x.shape, np.float32)
-        if name in ("mean", "bias"):
-            return np.zeros(x.shape, np.float32)
-        fan_in = int(np.prod(x.shape[:-1]))
-        return (rng.normal(size=x.shape) * np.sqrt(0.5 / fan_in)).astype(np.float32)
-    return jax.tree_util.tree_map_with_path(leaf, abstract)
-
-
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
     kwargs = dict(arch="resnet18", num_classes=4, head="csra", num_heads=1, lam=0.2,
                   img_size=64)
     model = create_model(**kwargs)
-    variables = _random_variables(model, 64)
+    variables = random_variables(model, 64)
     out = save_converted(str(tmp_path_factory.mktemp("conv") / "model"), variables, kwargs)
     return out, model, variables
 
