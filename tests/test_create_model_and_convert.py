@@ -39,7 +39,7 @@ def test_every_arch_builds_with_both_heads(arch, size, feat):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(arch="resnet9"), "unknown arch 'resnet9'; valid: resnet101, resnet152"),
+    (dict(arch="resnet9"), "unknown arch 'resnet9'; valid: .*mobilenet_v2, resnet101, resnet152"),
     (dict(head="attention"), "unknown head 'attention'; valid: csra, gap"),
     (dict(num_heads=3), "num_heads=3 has no default temperature set"),
     (dict(lam=-1.0), "lam must be >= 0"),
