@@ -1,18 +1,22 @@
-"""Cost of the CSRA head over the GAP baseline: eval forward and train step time.
+"""Cost of the CSRA and attend-and-rectify heads over the GAP baseline: eval forward and
+train step time.
 
   python bench/head_overhead.py                       # resnet101@448 and vit_b16@224
   python bench/head_overhead.py --archs resnet101 --batch 8 --repeats 5
+  python bench/head_overhead.py --archs mobilenet_v2,efficientnet_b3 --no_attend_rectify
   python bench/head_overhead.py --quick               # smoke: resnet18@64, < 1 minute
 
-For each arch, the same backbone with head gap, csra H=1 and csra H=8 (80 classes, COCO)
-is timed through the library's own jitted steps (`make_eval_step`, and `make_train_step`
-with the paper's two-group SGD; state donated, sharded over a `data` mesh). Everything
+For each arch, the same backbone with head gap, csra H=1, csra H=8 and attend_rectify
+(depth 3, K=2; 80 classes, COCO) is timed through the library's own jitted steps
+(`make_eval_step`, and `make_train_step` with the paper's two-group SGD; state donated,
+sharded over a `data` mesh). Everything
 is compiled ahead of time (compile time is reported per variant), then each timed round
 calls every variant once in rotating order, so background load hits all variants
 alike; the table reports medians and the overhead of each head relative to gap. The
 XLA FLOP estimate of each compiled step is printed too (a noise-free view of the head's
 cost). Target (issue Core): <= 1% train step and <= 2% eval at H=8; the paper reports
-0.8% train / 8% test overhead.
+0.8% train / 8% test overhead. The attend-and-rectify head is also compared with the
+largest CSRA variant (a line after each arch's rows).
 """
 
 from __future__ import annotations
@@ -29,17 +33,20 @@ import numpy as np
 
 
 def head_fns(model, variables, images):
-    """Jitted (eval, train) functions of the head alone on the backbone's feature map:
-    eval = head forward; train = forward + gradients w.r.t. head params and features
-    (what the head adds to a train step). Returns (eval_fn, train_fn), argument-free."""
+    """Jitted (eval, train) functions of the head alone on the backbone's output (feature
+    map, or stage outputs for attend-and-rectify): eval = head forward; train = forward +
+    gradients w.r.t. head params and features (what the head adds to a train step).
+    Returns (eval_fn, train_fn), argument-free."""
     backbone_vars = {k: v["backbone"] for k, v in variables.items() if "backbone" in v}
     feat = jax.eval_shape(lambda v, x: model.backbone.apply(v, x, train=False),
                           backbone_vars, images)
-    x = jnp.asarray(np.random.default_rng(0).standard_normal(feat.shape), feat.dtype)
+    rng = np.random.default_rng(0)
+    x = jax.tree.map(lambda f: jnp.asarray(rng.standard_normal(f.shape), f.dtype), feat)
+    head_vars = {k: v["head"] for k, v in variables.items() if "head" in v}
+    apply = lambda p, f: model.head.apply({**head_vars, "params": p}, f)
+    fwd = jax.jit(apply)
+    grad = jax.jit(jax.grad(lambda p, f: jnp.sum(apply(p, f)), argnums=(0, 1)))
     hp = variables["params"]["head"]
-    fwd = jax.jit(lambda p, f: model.head.apply({"params": p}, f))
-    grad = jax.jit(jax.grad(lambda p, f: jnp.sum(model.head.apply({"params": p}, f)),
-                            argnums=(0, 1)))
     return (lambda: fwd(hp, x)), (lambda: grad(hp, x))
 
 
@@ -66,6 +73,8 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=int, default=1, help="untimed rounds after compiling")
     p.add_argument("--dtype", default="float32", choices=sorted(common.DTYPES))
     p.add_argument("--num_heads", default="1,8", help="CSRA head counts to compare with gap")
+    p.add_argument("--no_attend_rectify", action="store_true",
+                   help="skip the attend-and-rectify head")
     p.add_argument("--num_classes", type=int, default=80)
     p.add_argument("--head_repeats", type=int, default=50,
                    help="timed calls of the head alone (on the backbone's feature map)")
@@ -89,6 +98,8 @@ def run_arch(arch: str, a) -> list:
     mesh = common.steps_lib.make_mesh()
     variants = {"gap": ("gap", 1)}
     variants.update({f"csra H={h}": ("csra", h) for h in map(int, common.csv_list(a.num_heads))})
+    if not a.no_attend_rectify:
+        variants["attend_rectify"] = ("attend_rectify", 1)
     log(f"{arch}@{size} batch {batch} {a.dtype}: variants {list(variants)}")
     data = common.synthetic_batch(batch, size, a.num_classes, mesh)
     models, variables = {}, {}
@@ -172,7 +183,20 @@ def run_arch(arch: str, a) -> list:
                      sec("eval_compile"), sec("train_compile"),
                      gf("eval_flops"), pct(name, "eval_flops"),
                      gf("train_flops"), pct(name, "train_flops")])
-    return rows
+    return rows, versus_csra(res, variants)
+
+
+def versus_csra(res: dict, variants: dict) -> str:
+    """attend_rectify relative to the largest CSRA variant, as a comment line."""
+    csra = [n for n in variants if n.startswith("csra")]
+    if "attend_rectify" not in res or not csra:
+        return ""
+    ar, ref = res["attend_rectify"], res[csra[-1]]
+    parts = [f"{label} {100 * (ar[k] / ref[k] - 1):+.2f}%"
+             for label, k in (("eval", "eval_s"), ("train", "train_s"),
+                              ("eval FLOPs", "eval_flops"), ("train FLOPs", "train_flops"))
+             if ar.get(k) and ref.get(k)]
+    return f"# attend_rectify vs {csra[-1]}: " + ", ".join(parts)
 
 
 HEADER = ["model", "size", "batch", "dtype", "head",
@@ -198,7 +222,7 @@ def main(argv=None):
     failed = []
     for arch in common.csv_list(a.archs):
         try:
-            rows = run_arch(arch, a)
+            rows, comparison = run_arch(arch, a)
         except Exception as e:  # pylint: disable=broad-except
             log(f"{arch} failed: {type(e).__name__}: {e}")
             failed.append(arch)
@@ -206,6 +230,8 @@ def main(argv=None):
         finally:
             gc.collect()
         print(common.markdown_table(HEADER, rows).split("\n", 2)[2], flush=True)
+        if comparison:
+            print(comparison, flush=True)
     if failed:
         raise SystemExit(f"failed: {', '.join(failed)}")
 

@@ -24,4 +24,5 @@ from csra_jax.train.config import sibling_config
 def get_config():
     c = sibling_config(__file__, "coco_mobilenet_v2_gap")
     c.model.arch = "efficientnet_b3"
+    c.model.drop_path_rate = 0.2  # torchvision's stochastic depth for EfficientNet
     return c

@@ -150,7 +150,10 @@ def _checkpoint_tree(step_dir: str) -> dict:
 
 def checkpoint_num_classes(step_dir: str) -> int:
     """Number of classes of a training checkpoint, read from its head's metadata."""
-    return int(_checkpoint_tree(step_dir)["params"]["head"]["kernel"].shape[-1])
+    head = _checkpoint_tree(step_dir)["params"]["head"]
+    if "kernel" not in head:  # attend-and-rectify: its GAP classifier's kernel
+        head = head["classifier"]
+    return int(head["kernel"].shape[-1])
 
 
 def _check_fits(step_dir: str, target: dict) -> None:
@@ -285,8 +288,9 @@ class Predictor:
 
         def with_attention(v, x):
             features = backbone_features(model, v, x)
+            attention = head_attention(model.head, v["params"]["head"], features)
             logits = model.head.apply({"params": v["params"]["head"]}, features)
-            return act(logits), head_attention(model.head, v["params"]["head"], features)
+            return act(logits), attention
         self._with_attention = jax.jit(with_attention)
 
     # ---------------------------------------------------------- loaders
@@ -327,7 +331,8 @@ class Predictor:
         """A directory written by ``python -m csra_jax.convert`` (model.json + variables/).
 
         Defaults: S = model.json's img_size (448 if absent); normalization "vit" for ViTs,
-        else "resnet" ([0, 1], as the official CSRA ResNets).
+        "imagenet" for MobileNet/EfficientNet (torchvision's weights), else "resnet"
+        ([0, 1], as the official CSRA ResNets).
         """
         from csra_jax.convert import load_converted
         path = os.path.expanduser(path)
@@ -339,7 +344,10 @@ class Predictor:
         if image_size is None:
             image_size = meta.get("img_size", 448)
         if normalization is None:
-            normalization = "vit" if str(meta.get("arch", "")).startswith("vit") else "resnet"
+            arch = str(meta.get("arch", ""))
+            normalization = ("vit" if arch.startswith("vit") else
+                             "imagenet" if arch.startswith(("mobilenet", "efficientnet")) else
+                             "resnet")
         return cls(model, variables, image_size, normalization, class_names, **kwargs)
 
     # ---------------------------------------------------------- inputs

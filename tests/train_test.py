@@ -18,6 +18,7 @@ from flax import traverse_util
 
 from csra_jax.data import build_dataset
 from csra_jax.train import loop
+from csra_jax.train import loss as loss_lib
 from csra_jax.train.config import base_config
 from csra_jax.train.optimizer import create_optimizer
 from csra_jax.train.state import create_train_state, model_from_config
@@ -272,3 +273,46 @@ def test_bf16_compute_trains_with_float32_params(data_dir, cache_dir):
     state, metrics = step(state, _device_batch(mesh, 0))
     assert np.isfinite(jax.device_get(metrics["loss"]))
     assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(state.params))
+
+
+def test_attend_rectify_step_adds_its_regulariser_to_the_loss(data_dir, cache_dir):
+    overrides = {"model.arch": "small_cnn", "model.head": "attend_rectify",
+                 "model.attention_depth": 2, "model.attention_heads": 3}
+    config = tiny_config(data_dir, cache_dir, **overrides)
+    model = model_from_config(config, 10)
+    mesh, state, step = _step_setup(data_dir, cache_dir, **overrides)
+    batch = _device_batch(mesh, 0)
+    variables = jax.device_get({"params": state.params, "batch_stats": state.batch_stats})
+    logits, updates = model.apply(variables, batch["image"], train=True,
+                                  mutable=["batch_stats", "losses"],
+                                  rngs={"dropout": jax.random.fold_in(state.rng, 0)})
+    (reg,) = updates["losses"]["head"]["attention_reg"]
+    bce = loss_lib.bce_with_logits(logits, batch["labels"])
+    state, metrics = step(state, batch)  # the state is donated: read it before
+    assert float(metrics["aux_loss"]) == pytest.approx(float(reg), rel=1e-5) and reg > 0
+    assert float(metrics["loss"]) == pytest.approx(float(bce + reg), rel=1e-5)
+
+
+def test_attend_rectify_single_label_trains_with_nll_of_its_log_probabilities():
+    from csra_jax.train.steps import compute_loss, outputs_log_probs
+    c = base_config()
+    c.task, c.model.arch, c.model.head = "single_label", "small_cnn", "attend_rectify"
+    c.model.attention_depth = 2
+    model = model_from_config(c, 4)
+    assert outputs_log_probs(model) and model.head.aggregate == "log_softmax"
+    log_probs = jnp.log(jnp.array([[0.1, 0.2, 0.3, 0.4]]))
+    batch = {"labels": jnp.array([[0, 0, 1, 0]])}
+    assert float(compute_loss("single_label", log_probs, batch, log_probs=True)) == \
+        pytest.approx(-np.log(0.3), rel=1e-6)
+
+
+def test_demo_attend_rectify_config_trains_and_evaluates(tmp_path, data_dir, cache_dir):
+    from csra_jax.train.config import sibling_config
+    c = sibling_config(os.path.join(ROOT, "configs", "demo.py"), "demo_attend_rectify")
+    c.data.data_dir, c.data.builder_config, c.data.build_if_missing = data_dir, "tiny", False
+    c.data.image_size, c.batch_size, c.eval_batch_size, c.num_epochs = 32, 8, 8, 2
+    c.compilation_cache_dir = cache_dir
+    result = loop.run(c, str(tmp_path / "run"))
+    assert result["step"] == 12 and np.isfinite(result["loss"]) and 0 <= result["mAP"] <= 100
+    lines = open(tmp_path / "run" / "metrics.jsonl").read()
+    assert '"train/aux_loss"' in lines

@@ -11,6 +11,7 @@ import math
 
 import ml_collections
 
+from csra_jax.models.attend_rectify import validate_attend_rectify_args
 from csra_jax.models.classifier import HEADS, available_archs
 from csra_jax.models.csra import validate_csra_args
 
@@ -34,8 +35,14 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.lam = 0.1
     c.model.temperatures = ml_collections.FieldReference(None, field_type=tuple)
     c.model.normalize = True
+    # head="attend_rectify" (Rodriguez et al.); the output follows `task`: gate-weighted
+    # logits (multi_label, BCE) or log-probabilities (single_label, NLL).
+    c.model.attention_depth = 3        # attention modules, on the deepest stages but the last
+    c.model.attention_heads = 2        # attention masks K per module (authors: 2 or 4)
+    c.model.gate = "softmax"           # or "sigmoid" (normalised by the gates' sum)
+    c.model.attention_reg_weight = 1e-3
     c.model.drop_rate = 0.0        # ViT only
-    c.model.drop_path_rate = 0.0   # ViT only
+    c.model.drop_path_rate = 0.0   # ViT and EfficientNet (torchvision trains B3 with 0.2)
     c.model.remat = False          # rematerialise blocks (memory for compute)
     c.dtype = "float32"            # compute dtype; params stay float32
 
@@ -106,11 +113,14 @@ def validate_config(c: ml_collections.ConfigDict, device_count: int, process_cou
     _check(c.model.head in HEADS, f"model.head={c.model.head!r}; valid: {', '.join(HEADS)}")
     from csra_jax.data import DATASETS
     _check(c.data.name in DATASETS, f"data.name={c.data.name!r}; valid: {', '.join(DATASETS)}")
-    if c.model.head == "csra":
-        try:
+    try:
+        if c.model.head == "csra":
             validate_csra_args(1, c.model.num_heads, c.model.lam, c.model.temperatures)
-        except ValueError as e:
-            raise ValueError(f"invalid config: model: {e}") from None
+        elif c.model.head == "attend_rectify":
+            validate_attend_rectify_args(1, c.model.attention_depth, c.model.attention_heads,
+                                         c.model.gate, "logits", c.model.attention_reg_weight)
+    except ValueError as e:
+        raise ValueError(f"invalid config: model: {e}") from None
     _check(c.init_source in INIT_SOURCES,
            f"init_source={c.init_source!r}; valid: {', '.join(map(repr, INIT_SOURCES))}")
     _check(not c.init_checkpoint or c.init_source,

@@ -296,7 +296,8 @@ class Experiment:
         self._check_finite(step, metrics)
         host = jax.device_get(metrics)
         ips = window_steps * self.config.batch_size / max(time.time() - window_start, 1e-9)
-        scalars = {"loss": float(host["loss"]), "images_per_s": ips,
+        scalars = {"loss": float(host["loss"]), "aux_loss": float(host["aux_loss"]),
+                   "images_per_s": ips,
                    **{k: float(v) for k, v in host.items() if k.startswith("lr_")}}
         if bar is not None:
             bar.set_postfix(loss=f"{scalars['loss']:.4f}",

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-__all__ = ["bce_with_logits", "softmax_cross_entropy"]
+__all__ = ["bce_with_logits", "softmax_cross_entropy", "nll_loss"]
 
 
 def _weights(shape, ignore, mask, name_shape: str):
@@ -59,15 +59,7 @@ def bce_with_logits(logits, labels, ignore=None, mask=None):
     return _masked_mean(per_entry, _weights(x.shape, ignore, mask, "logits"))
 
 
-def softmax_cross_entropy(logits, int_labels, mask=None):
-    """Mean softmax cross-entropy with integer labels, as ``F.cross_entropy``.
-
-    ``logits`` (B, K), ``int_labels`` (B,) in [0, K). Computed in float32; with ``mask``
-    (B,) the mean is over valid examples (0 if none). Out-of-range labels raise when
-    the labels are concrete; under ``jit`` they cannot be checked.
-    """
-    logits = jnp.asarray(logits)
-    int_labels = jnp.asarray(int_labels)
+def _check_int_labels(logits, int_labels):
     if logits.ndim != 2:
         raise ValueError(f"logits must have shape (batch, num_classes), got {logits.shape}")
     if int_labels.shape != logits.shape[:1]:
@@ -78,7 +70,36 @@ def softmax_cross_entropy(logits, int_labels, mask=None):
         lo, hi = int(np.min(int_labels)), int(np.max(int_labels))
         if lo < 0 or hi >= logits.shape[1]:
             raise ValueError(f"int_labels must be in [0, {logits.shape[1]}), got range [{lo}, {hi}]")
+
+
+def softmax_cross_entropy(logits, int_labels, mask=None):
+    """Mean softmax cross-entropy with integer labels, as ``F.cross_entropy``.
+
+    ``logits`` (B, K), ``int_labels`` (B,) in [0, K). Computed in float32; with ``mask``
+    (B,) the mean is over valid examples (0 if none). Out-of-range labels raise when
+    the labels are concrete; under ``jit`` they cannot be checked.
+    """
+    logits = jnp.asarray(logits)
+    int_labels = jnp.asarray(int_labels)
+    _check_int_labels(logits, int_labels)
     per_example = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), int_labels)
+    return _example_mean(per_example, mask)
+
+
+def nll_loss(log_probs, int_labels, mask=None):
+    """Mean negative log-likelihood ``-log_probs[b, y_b]``, as ``F.nll_loss``.
+
+    For outputs that already are (mixtures of) log-probabilities, such as the
+    attend-and-rectify head's single-label output; no softmax is applied again.
+    """
+    log_probs = jnp.asarray(log_probs)
+    int_labels = jnp.asarray(int_labels)
+    _check_int_labels(log_probs, int_labels)
+    picked = jnp.take_along_axis(log_probs.astype(jnp.float32), int_labels[:, None], axis=1)
+    return _example_mean(-picked[:, 0], mask)
+
+
+def _example_mean(per_example, mask):
     if mask is None:
         return jnp.mean(per_example)
     return _masked_mean(per_example, _weights(per_example.shape, None, mask, "examples"))

@@ -31,6 +31,12 @@ def model_from_config(config: ml_collections.ConfigDict, num_classes: int) -> Cl
     kwargs = dict(remat=m.remat)
     if m.arch.startswith("vit"):
         kwargs.update(drop_rate=m.drop_rate, drop_path_rate=m.drop_path_rate)
+    if m.arch.startswith("efficientnet"):
+        kwargs.update(drop_path_rate=m.drop_path_rate)
+    if m.head == "attend_rectify":
+        kwargs.update(attention_depth=m.attention_depth, attention_heads=m.attention_heads,
+                      gate=m.gate, reg_weight=m.attention_reg_weight,
+                      aggregate="log_softmax" if config.task == "single_label" else "logits")
     if m.head == "csra":
         kwargs.update(normalize=m.normalize)
         if m.temperatures is not None:

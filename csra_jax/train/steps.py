@@ -16,9 +16,10 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from csra_jax.models.attend_rectify import AttendRectifyHead
 from csra_jax.models.classifier import Classifier
 from csra_jax.models.gap import class_score_map
-from csra_jax.train.loss import bce_with_logits, softmax_cross_entropy
+from csra_jax.train.loss import bce_with_logits, nll_loss, softmax_cross_entropy
 from csra_jax.train.optimizer import learning_rates
 from csra_jax.train.state import TrainState, state_variables
 
@@ -44,10 +45,15 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P("data"))
 
 
-def compute_loss(task: str, logits, batch):
+def outputs_log_probs(model: Classifier) -> bool:
+    """Whether the model outputs log-probabilities (attend-and-rectify, single-label)."""
+    return isinstance(model.head, AttendRectifyHead) and model.head.aggregate == "log_softmax"
+
+
+def compute_loss(task: str, logits, batch, log_probs: bool = False):
     if task == "single_label":
-        return softmax_cross_entropy(logits, jnp.argmax(batch["labels"], axis=-1),
-                                     mask=batch.get("mask"))
+        loss_fn = nll_loss if log_probs else softmax_cross_entropy
+        return loss_fn(logits, jnp.argmax(batch["labels"], axis=-1), mask=batch.get("mask"))
     # Training ignores only what the dataset marks ignored in its training split.
     return bce_with_logits(logits, batch["labels"], ignore=batch.get("ignore"),
                            mask=batch.get("mask"))
@@ -60,7 +66,12 @@ def _all_finite(tree) -> jax.Array:
 def make_train_step(model: Classifier, tx: optax.GradientTransformation, mesh: Mesh,
                     schedules: Mapping[str, optax.Schedule], task: str = "multi_label",
                     grad_accum_steps: int = 1) -> Callable:
-    """Returns jitted ``(state, batch) -> (state, metrics)``; ``state`` is donated."""
+    """Returns jitted ``(state, batch) -> (state, metrics)``; ``state`` is donated.
+
+    The loss is the task loss plus every auxiliary loss the model sows into its
+    ``losses`` collection (the attend-and-rectify regulariser; 0 for other heads).
+    """
+    log_probs = outputs_log_probs(model)
 
     def step(state: TrainState, batch):
         rng = jax.random.fold_in(state.rng, state.step)
@@ -68,10 +79,13 @@ def make_train_step(model: Classifier, tx: optax.GradientTransformation, mesh: M
         def loss_fn(params):
             variables = state_variables(state.replace(params=params))
             logits, updates = model.apply(variables, batch["image"], train=True,
-                                          mutable=["batch_stats"], rngs={"dropout": rng})
-            return compute_loss(task, logits, batch), updates.get("batch_stats", {})
+                                          mutable=["batch_stats", "losses"], rngs={"dropout": rng})
+            aux = sum(jax.tree.leaves(updates.get("losses", {})), jnp.zeros((), jnp.float32))
+            loss = compute_loss(task, logits, batch, log_probs) + aux
+            return loss, (updates.get("batch_stats", {}), aux)
 
-        (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        (loss, (batch_stats, aux_loss)), grads = jax.value_and_grad(
+            loss_fn, has_aux=True)(state.params)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         ok = jnp.isfinite(loss) & _all_finite(grads)
@@ -83,7 +97,7 @@ def make_train_step(model: Classifier, tx: optax.GradientTransformation, mesh: M
             opt_state=keep(opt_state, state.opt_state),
             nonfinite=state.nonfinite + (~ok).astype(jnp.int32))
         update_step = state.step // grad_accum_steps
-        metrics = {"loss": loss, "nonfinite": new_state.nonfinite,
+        metrics = {"loss": loss, "aux_loss": aux_loss, "nonfinite": new_state.nonfinite,
                    **{f"lr_{k}": v for k, v in learning_rates(schedules, update_step).items()}}
         return new_state, metrics
 
