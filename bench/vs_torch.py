@@ -330,6 +330,7 @@ def memory_child(a):
         m, h = torch_model(arch, head, num_heads, size, a.num_classes, a.lam)
         r = TorchRunner(torch, m, h, images, labels, a.formats[-1] == "channels_last")
         fn = r.train
+        setup = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     else:
         import common  # noqa: F401  (imports jax, not torch)
         base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -345,6 +346,7 @@ def memory_child(a):
         runner, _, _ = common.build_train(model, variables, mesh, data)
         del variables
         fn = lambda: common.block(runner())
+        setup = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # includes XLA compile
     ts = []
     for _ in range(a.memory_steps):
         t0 = time.perf_counter()
@@ -352,7 +354,7 @@ def memory_child(a):
         ts.append(time.perf_counter() - t0)
     assert "torch" not in sys.modules or a.child == "torch", "ours child imported torch"
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(f"MEMORY {a.child} {peak} {base} {ts[-1]:.2f}", flush=True)
+    print(f"MEMORY {a.child} {peak} {base} {setup} {ts[-1]:.2f}", flush=True)
 
 
 def memory_mode(a):
@@ -361,9 +363,9 @@ def memory_mode(a):
     size, batch = a.size or default_size(arch), a.batch or 16
     print(f"# peak host memory (ru_maxrss) of {a.memory_steps} train steps, {spec}@{size} "
           f"batch {batch}; each framework in its own process (ours {a.dtype}, torch float32 "
-          f"{a.formats[-1]})")
-    header = ["framework", "model", "batch", "peak RSS GiB", "RSS after imports GiB",
-              "last step s"]
+          f"{a.formats[-1]}); 'before 1st step' includes our XLA compile")
+    header = ["framework", "model", "batch", "peak RSS GiB", "peak before 1st step GiB",
+              "after imports GiB", "last step s"]
     print("| " + " | ".join(header) + " |\n|" + "|".join("---" for _ in header) + "|",
           flush=True)
     for child in ("ours", "torch"):
@@ -377,12 +379,12 @@ def memory_mode(a):
         line = [l for l in out.stdout.splitlines() if l.startswith("MEMORY ")]
         if out.returncode or not line:
             log(out.stderr[-3000:])
-            print(f"| {child} | {spec}@{size} | {batch} | failed (rc {out.returncode}) | - | - |")
+            print(f"| {child} | {spec}@{size} | {batch} | failed (rc {out.returncode}) | - | - | - |")
             continue
-        _, _, peak, base, step_s = line[0].split()
+        _, _, peak, base, setup, step_s = line[0].split()
         gib = lambda kb: f"{int(kb) / 2 ** 20:.2f}"  # ru_maxrss is in KiB on Linux
-        print(f"| {child} | {spec}@{size} | {batch} | {gib(peak)} | {gib(base)} | {step_s} |",
-              flush=True)
+        print(f"| {child} | {spec}@{size} | {batch} | {gib(peak)} | {gib(setup)} | {gib(base)} "
+              f"| {step_s} |", flush=True)
 
 
 # ------------------------------------------------------------------------ main

@@ -3,6 +3,15 @@
 Submodule names mirror torchvision's state_dict (``layer1_0/conv1`` <-> ``layer1.0.conv1``,
 ``downsample_0`` <-> ``downsample.0``) so the converter is a short rule table. Padding is
 explicit and symmetric, as PyTorch pads (Flax's 'SAME' pads asymmetrically for stride 2).
+
+``conv_impl`` picks how the 1x1 convolutions (about 70% of a bottleneck ResNet's FLOPs)
+are lowered: ``"xla"`` as ``lax.conv_general_dilated``; ``"gemm"`` as a ``dot_general``
+over the channel axis (strided 1x1: slice, then dot), which XLA's CPU backend runs
+through its GEMM path, 1.3-3x faster than its 1x1 convolutions, forward and backward;
+``"auto"`` (default) is ``"gemm"`` on CPU and ``"xla"`` elsewhere (cuDNN / TPU
+convolutions are already GEMM-speed). The 3x3 and 7x7 convolutions stay XLA convs (an
+im2col + dot was slower on CPU). Parameters are identical either way: a ``kernel`` of
+shape (1, 1, in, out) under the same module name.
 """
 
 from __future__ import annotations
@@ -26,7 +35,39 @@ ARCH_SETTINGS = {
 }
 
 
-def _conv(features, kernel, stride, pad, dtype, param_dtype, name):
+CONV_IMPLS = ("auto", "xla", "gemm")
+
+
+def resolve_conv_impl(conv_impl: str) -> str:
+    if conv_impl not in CONV_IMPLS:
+        raise ValueError(f"conv_impl={conv_impl!r}; valid: {', '.join(CONV_IMPLS)}")
+    if conv_impl == "auto":
+        return "gemm" if jax.default_backend() == "cpu" else "xla"
+    return conv_impl
+
+
+class Conv1x1(nn.Module):
+    """A bias-free 1x1 convolution (stride s, no padding) as a dot over channels; the same
+    ``kernel`` (1, 1, in, out) as ``nn.Conv``, and the same dtype promotion."""
+
+    features: int
+    stride: int = 1
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        kernel = self.param("kernel", _conv_init, (1, 1, x.shape[-1], self.features),
+                            self.param_dtype)
+        x, kernel = nn.dtypes.promote_dtype(x, kernel, dtype=self.dtype)
+        if self.stride > 1:
+            x = x[:, ::self.stride, ::self.stride, :]
+        return jax.lax.dot_general(x, kernel[0, 0], (((x.ndim - 1,), (0,)), ((), ())))
+
+
+def _conv(features, kernel, stride, pad, dtype, param_dtype, name, impl="xla"):
+    if kernel == 1 and pad == 0 and impl == "gemm":
+        return Conv1x1(features, stride, dtype=dtype, param_dtype=param_dtype, name=name)
     return nn.Conv(features, (kernel, kernel), strides=(stride, stride),
                    padding=((pad, pad), (pad, pad)), use_bias=False, dtype=dtype,
                    param_dtype=param_dtype, kernel_init=_conv_init, name=name)
@@ -44,11 +85,13 @@ class BasicBlock(nn.Module):
     downsample: bool = False
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
+    conv_impl: str = "xla"  # resolved: "xla" or "gemm"
     expansion = 1
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        conv = functools.partial(_conv, dtype=self.dtype, param_dtype=self.param_dtype)
+        conv = functools.partial(_conv, dtype=self.dtype, param_dtype=self.param_dtype,
+                                 impl=self.conv_impl)
         bn = functools.partial(_bn, train, self.dtype, self.param_dtype)
         identity = x
         y = nn.relu(bn(name="bn1")(conv(self.planes, 3, self.stride, 1, name="conv1")(x)))
@@ -65,11 +108,13 @@ class Bottleneck(nn.Module):
     downsample: bool = False
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
+    conv_impl: str = "xla"  # resolved: "xla" or "gemm"
     expansion = 4
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        conv = functools.partial(_conv, dtype=self.dtype, param_dtype=self.param_dtype)
+        conv = functools.partial(_conv, dtype=self.dtype, param_dtype=self.param_dtype,
+                                 impl=self.conv_impl)
         bn = functools.partial(_bn, train, self.dtype, self.param_dtype)
         identity = x
         y = nn.relu(bn(name="bn1")(conv(self.planes, 1, 1, 0, name="conv1")(x)))
@@ -88,6 +133,7 @@ class ResNet(nn.Module):
       block: "basic" or "bottleneck".
       layers: blocks per stage.
       remat: rematerialise each block in the backward pass (saves activation memory).
+      conv_impl: "auto" | "xla" | "gemm", how 1x1 convolutions are lowered (see above).
       return_stages: also return the outputs of layer1..layer4 (for heads that attend to
         intermediate depths); the default path returns only the last map.
     """
@@ -98,6 +144,7 @@ class ResNet(nn.Module):
     param_dtype: Any = jnp.float32
     remat: bool = False
     return_stages: bool = False
+    conv_impl: str = "auto"
 
     @property
     def num_features(self) -> int:
@@ -106,6 +153,7 @@ class ResNet(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False):
         block_cls = Bottleneck if self.block == "bottleneck" else BasicBlock
+        impl = resolve_conv_impl(self.conv_impl)
         if self.remat:
             block_cls = nn.remat(block_cls, static_argnums=(2,))
         x = x.astype(self.dtype)
@@ -119,7 +167,7 @@ class ResNet(nn.Module):
                 stride = 2 if (i > 0 and j == 0) else 1
                 downsample = j == 0 and (stride != 1 or in_planes != planes * block_cls.expansion)
                 x = block_cls(planes, stride, downsample, self.dtype, self.param_dtype,
-                              name=f"layer{i + 1}_{j}")(x, train)
+                              conv_impl=impl, name=f"layer{i + 1}_{j}")(x, train)
                 in_planes = planes * block_cls.expansion
             stages.append(x)
         return tuple(stages) if self.return_stages else x
