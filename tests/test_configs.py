@@ -209,6 +209,9 @@ def _set(c, path: str, value):
     ({"mode": "finetune"}, "mode='finetune'"),
     ({"model.arch": "vit_b16", "data.image_size": 200}, "data.image_size=200"),
     ({"mode": "lambda_sweep", "model.head": "csra"}, "model.head"),
+    ({"model.conv_impl": "cudnn"}, "model.conv_impl='cudnn'"),
+    ({"model.head": "attend_rectify", "model.gate": "max"}, "gate='max'"),
+    ({"model.head": "attend_rectify", "model.attention_depth": 0}, "attention_depth"),
 ])
 def test_invalid_values_raise_value_error_naming_the_field(overrides, field):
     c = _valid()

@@ -74,7 +74,7 @@ HEADS = ("csra", "gap", "attend_rectify")
 
 # Keyword arguments each family of backbone understands (the rest go to the head).
 _BACKBONE_KWARGS = {
-    "resnet": {"remat"},
+    "resnet": {"remat", "conv_impl"},
     "small_cnn": {"remat"},
     "vit": {"remat", "drop_rate", "attn_drop_rate", "drop_path_rate"},
     "mobilenet_v2": {"remat"},

@@ -44,6 +44,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.drop_rate = 0.0        # ViT only
     c.model.drop_path_rate = 0.0   # ViT and EfficientNet (torchvision trains B3 with 0.2)
     c.model.remat = False          # rematerialise blocks (memory for compute)
+    c.model.conv_impl = "auto"     # ResNet 1x1 convs: "gemm" (CPU), "xla" (GPU/TPU), "auto"
     c.dtype = "float32"            # compute dtype; params stay float32
 
     # Pretrained weights: a .pth/.safetensors file (converted on the fly) or a directory
@@ -121,6 +122,9 @@ def validate_config(c: ml_collections.ConfigDict, device_count: int, process_cou
                                          c.model.gate, "logits", c.model.attention_reg_weight)
     except ValueError as e:
         raise ValueError(f"invalid config: model: {e}") from None
+    from csra_jax.models.resnet import CONV_IMPLS
+    _check(c.model.conv_impl in CONV_IMPLS,
+           f"model.conv_impl={c.model.conv_impl!r}; valid: {', '.join(CONV_IMPLS)}")
     _check(c.init_source in INIT_SOURCES,
            f"init_source={c.init_source!r}; valid: {', '.join(map(repr, INIT_SOURCES))}")
     _check(not c.init_checkpoint or c.init_source,

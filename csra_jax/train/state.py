@@ -33,6 +33,8 @@ def model_from_config(config: ml_collections.ConfigDict, num_classes: int) -> Cl
         kwargs.update(drop_rate=m.drop_rate, drop_path_rate=m.drop_path_rate)
     if m.arch.startswith("efficientnet"):
         kwargs.update(drop_path_rate=m.drop_path_rate)
+    if m.arch.startswith("resnet"):
+        kwargs.update(conv_impl=m.conv_impl)
     if m.head == "attend_rectify":
         kwargs.update(attention_depth=m.attention_depth, attention_heads=m.attention_heads,
                       gate=m.gate, reg_weight=m.attention_reg_weight,
