@@ -29,7 +29,7 @@ seen so far.
 
 Each row is printed as soon as it is measured, so a partial run still leaves a table.
 `--compilation_cache DIR` reuses XLA executables across runs (a resnet101@448 train step
-takes minutes to compile on 2 cores).
+compiles in ~12 s on 2 cores, bf16 ~16 s).
 """
 
 from __future__ import annotations

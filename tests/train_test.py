@@ -22,7 +22,8 @@ from csra_jax.train import loss as loss_lib
 from csra_jax.train.config import base_config
 from csra_jax.train.optimizer import create_optimizer
 from csra_jax.train.state import create_train_state, model_from_config
-from csra_jax.train.steps import batch_sharding, make_mesh, make_train_step, replicated
+from csra_jax.train.steps import (batch_sharding, make_eval_step, make_mesh, make_train_step,
+                                   replicated)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -230,6 +231,16 @@ def test_steady_state_has_no_recompilation_and_no_host_transfers(data_dir, cache
             state, metrics = step(state, b)
     assert step._cache_size() == 1
     assert int(jax.device_get(state.step)) == 4 and np.isfinite(jax.device_get(metrics["loss"]))
+    # The eval step too: one compilation, no transfers once its inputs are on device.
+    model = model_from_config(tiny_config(data_dir, cache_dir), 10)
+    eval_step = make_eval_step(model, mesh)
+    variables = jax.device_put({"params": state.params, "batch_stats": state.batch_stats},
+                               replicated(mesh))
+    eval_step(variables, batches[0])
+    with jax.transfer_guard("disallow"):
+        for b in batches[1:]:
+            out = eval_step(variables, b)
+    assert eval_step._cache_size() == 1 and out["logits"].shape == (8, 10)
 
 
 def test_gradient_accumulation_updates_every_k_steps(data_dir, cache_dir):
