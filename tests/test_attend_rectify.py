@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from csra_jax import create_model
 from csra_jax.models.attend_rectify import AttendRectifyHead, attention_reg
+from csra_jax.train.loss import bce_with_logits
 
 torch.set_num_threads(1)
 C_STAGES = (6, 8, 10, 12)   # channels of four stage outputs, shallow to deep
@@ -181,7 +182,7 @@ def test_jit_and_grad_reach_every_parameter_and_the_regulariser_pushes_masks_apa
         reg = sum(jax.tree.leaves(upd["losses"]))
         if reg_only:
             return reg
-        return jnp.mean(optax_bce(out, labels)) + reg
+        return bce_with_logits(out, labels) + reg
 
     grads = jax.jit(jax.grad(loss), static_argnums=1)(variables["params"], False)
     for path, g in jax.tree_util.tree_leaves_with_path(grads):
@@ -191,10 +192,6 @@ def test_jit_and_grad_reach_every_parameter_and_the_regulariser_pushes_masks_apa
     assert np.abs(reg_grads["att2"]["attention"]).max() > 0
     assert np.abs(reg_grads["att2"]["output"]).max() == 0
     assert np.abs(reg_grads["classifier"]["kernel"]).max() == 0
-
-
-def optax_bce(logits, labels):
-    return jnp.maximum(logits, 0) - logits * labels + jnp.log1p(jnp.exp(-jnp.abs(logits)))
 
 
 def test_create_model_feeds_stage_outputs_and_rejects_bad_settings():

@@ -25,6 +25,7 @@ from csra_jax.inference import Predictor, load_run_config, save_run_config
 from csra_jax.train import loop
 from csra_jax.train.config import base_config
 from csra_jax.train.state import model_from_config
+from config_fixtures import tiny_config
 from model_fixtures import random_variables
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -58,33 +59,14 @@ def converted(tmp_path_factory):
     return out, model, variables
 
 
-def _tiny_config(data_dir, cache_dir):
-    c = base_config()
-    c.mode = "train"
-    c.model.arch = "resnet18"
-    c.model.num_heads = 2
-    c.model.lam = 0.3
-    c.require_pretrained = False
-    c.data.data_dir = data_dir
-    c.data.builder_config = "tiny"
-    c.data.image_size = 32
-    c.batch_size = 8
-    c.eval_batch_size = 8
-    c.num_epochs = 1
-    c.max_steps = 2
-    c.checkpoint_every_steps = 2
-    c.log_every_steps = 2
-    c.compilation_cache_dir = cache_dir
-    return c
-
-
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     base = tmp_path_factory.mktemp("run")
     data_dir = str(base / "tfds")
     build_dataset("synthetic_shapes", data_dir, num_train=48, num_test=20, image_size=32,
                   config_name="tiny")
-    config = _tiny_config(data_dir, str(base / "cache"))
+    config = tiny_config(data_dir, str(base / "cache"), mode="train", num_epochs=1,
+                         max_steps=2)
     loop.run(config, str(base / "work"))
     if not os.path.exists(base / "work" / "config.json"):  # the trainer writes it
         save_run_config(str(base / "work"), config)

@@ -24,6 +24,7 @@ from csra_jax.train.optimizer import create_optimizer
 from csra_jax.train.state import create_train_state, model_from_config
 from csra_jax.train.steps import (batch_sharding, make_eval_step, make_mesh, make_train_step,
                                    replicated)
+from config_fixtures import tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -39,33 +40,6 @@ def data_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def cache_dir(tmp_path_factory):
     return str(tmp_path_factory.mktemp("xla_cache"))
-
-
-def tiny_config(data_dir, cache_dir, **overrides):
-    c = base_config()
-    c.model.arch = "resnet18"
-    c.model.num_heads = 2
-    c.model.lam = 0.3
-    c.require_pretrained = False
-    c.data.name = "synthetic_shapes"
-    c.data.data_dir = data_dir
-    c.data.builder_config = "tiny"
-    c.data.image_size = 32
-    c.batch_size = 8
-    c.eval_batch_size = 8
-    c.num_epochs = 2
-    c.optim.warmup_epochs = 1
-    c.optim.lr_step_epochs = 1
-    c.checkpoint_every_steps = 2
-    c.log_every_steps = 2
-    c.compilation_cache_dir = cache_dir
-    for key, value in overrides.items():
-        target = c
-        *parents, leaf = key.split(".")
-        for p in parents:
-            target = target[p]
-        target[leaf] = value
-    return c
 
 
 def _cli(workdir, data_dir, cache_dir, *extra):
