@@ -243,9 +243,10 @@ def read_image_file(path: str) -> bytes:
 
 
 def decode_image(data: bytes, size: int) -> np.ndarray:
-    """Encoded bytes -> uint8 (size, size, 3) through the evaluation transform."""
+    """Encoded bytes -> uint8 (size, size, 3) through the evaluation transform (the
+    official test transform: full decode, no JPEG draft scaling)."""
     try:
-        return transforms.decode_eval(data, size)
+        return transforms.decode_eval(data, size, draft=False)
     except Exception as e:  # truncated / corrupt payloads fail only when decoded
         raise ImageReadError(f"corrupt image ({e})") from None
 

@@ -3,7 +3,8 @@
 Train: per-process disjoint slice -> seeded shuffle (reshuffled every epoch) -> repeat
 -> decode + random resized crop + flip (+ RandAugment) + resize (workers, uint8) ->
 batch (drop remainder) -> [mp_prefetch] -> normalise + place on the mesh.
-Eval: per-process contiguous slice, padded to the same number of batches on every
+Eval: the official test transform (resize (S, S), no draft decoding); per-process
+contiguous slice, padded to the same number of batches on every
 process; padding rows have mask=0, index=-1, ignore=1, so every example is counted
 exactly once and multi-host eval never hangs on a missing batch.
 
@@ -199,7 +200,7 @@ def create_train_iterator(name: str, data_dir: str, *, global_batch_size: int,
                           crop_scale: Sequence[float] = (0.7, 1.0),
                           crop_ratio: Sequence[float] = (3 / 4, 4 / 3),
                           hflip: bool = True, randaugment: Any = None, mesh=None,
-                          draft: bool = True, read_threads: int = 2,
+                          draft: bool = False, read_threads: int = 2,
                           worker_buffer_size: int = 2,
                           process_index: Optional[int] = None,
                           process_count: Optional[int] = None) -> grain.DatasetIterator:
@@ -209,6 +210,8 @@ def create_train_iterator(name: str, data_dir: str, *, global_batch_size: int,
     yields global_batch_size // process_count rows per step. `num_workers` > 0 runs
     decoding in that many worker processes (grain mp_prefetch); 0 uses `read_threads`
     threads in this process. `randaugment`: None, (num_ops, magnitude) or 'rand-m9-n2'.
+    `draft=True` opts in to JPEG draft decoding (faster on large JPEGs, not the official
+    transform; see `transforms`).
     """
     pi, pc = _process(process_index, process_count)
     local_batch = _local_batch(global_batch_size, pc)
@@ -262,15 +265,16 @@ def create_eval_iterator(name: str, data_dir: str, *, global_batch_size: int,
                          image_size: int, split: Optional[str] = None,
                          config: Optional[str] = None, normalization: str = "resnet",
                          mean=None, std=None, num_workers: int = 0, mesh=None,
-                         draft: bool = True, with_ids: bool = False,
+                         draft: bool = False, with_ids: bool = False,
                          read_threads: int = 2, worker_buffer_size: int = 2,
                          process_index: Optional[int] = None,
                          process_count: Optional[int] = None, seed: int = 0,
                          **unused_train_kwargs) -> EvalIterator:
     """One pass over `split` with every example exactly once (see module docstring).
 
-    Train-only keywords (crop_scale, hflip, randaugment, ...) are accepted and ignored so
-    callers can pass one set of options.
+    Images go through the official test transform exactly (`transforms.decode_eval`);
+    `draft=True` is for speed studies only. Train-only keywords (crop_scale, hflip,
+    randaugment, ...) are accepted and ignored so callers can pass one set of options.
     """
     del seed, unused_train_kwargs
     pi, pc = _process(process_index, process_count)

@@ -1,12 +1,16 @@
 """Per-example image transforms (PIL + numpy), run inside grain workers.
 
-Speed notes (measured by bench/input_pipeline.py):
-- JPEG draft mode: `Image.draft` makes libjpeg decode at 1/2, 1/4 or 1/8 scale via DCT
-  scaling. We request the smallest scale at which the crop still has at least as
-  many pixels as the output in each direction, so the final resize never upsamples
-  because of the draft. The result differs from full decode + resize by a few grey
-  levels at most (DCT-domain vs pixel-domain antialiasing): acceptable for training and
-  evaluation; pass `draft=False` for bit-exact PIL decoding.
+Fidelity and speed (figures from bench/input_pipeline.py):
+- Evaluation (`decode_eval`, used by the eval iterator and `Predictor`) is the official
+  CSRA test transform exactly: PIL `convert("RGB")`, `resize((S, S), BILINEAR)` (what
+  torchvision's `Resize((S, S))` does to a PIL image), then `normalize`, equal to
+  `ToTensor` + `Normalize` up to float32 rounding (tests/test_data_fidelity.py).
+- JPEG draft mode is an opt-in for training only (`draft=True`, config `data.draft`):
+  `Image.draft` makes libjpeg decode at 1/2, 1/4 or 1/8 scale via DCT scaling, at the
+  smallest scale where the crop keeps at least as many pixels as the output in each
+  direction. It only fires when the crop is >= 2x the output in both sides, and then
+  changes the pixels (DCT-domain instead of pixel-domain antialiasing), so it is off
+  by default and never used for evaluation.
 - Crop and resize happen in one `Image.resize(box=...)` call (bilinear, antialiased
   when reducing, like torchvision on PIL images).
 - Images leave the workers as uint8; normalisation to float32 happens once per batch
@@ -105,8 +109,10 @@ def random_resized_crop_box(width: int, height: int, rng: np.random.Generator,
 def decode_train(data: bytes, size: int, rng: np.random.Generator, scale=(0.7, 1.0),
                  ratio=(3 / 4, 4 / 3), hflip: bool = True,
                  randaugment: Optional[tuple[int, int]] = None,
-                 draft: bool = True) -> np.ndarray:
-    """Encoded image -> uint8 (size, size, 3): crop, resize, flip, RandAugment."""
+                 draft: bool = False) -> np.ndarray:
+    """Encoded image -> uint8 (size, size, 3): crop, resize, flip, RandAugment.
+
+    `draft=True` trades exactness for decode speed on large JPEGs (module docstring)."""
     im = _open(data)
     box = random_resized_crop_box(*im.size, rng, scale, ratio)
     if draft:
@@ -120,8 +126,10 @@ def decode_train(data: bytes, size: int, rng: np.random.Generator, scale=(0.7, 1
     return np.ascontiguousarray(arr)
 
 
-def decode_eval(data: bytes, size: int, draft: bool = True) -> np.ndarray:
-    """Encoded image -> uint8 (size, size, 3), the whole image resized."""
+def decode_eval(data: bytes, size: int, draft: bool = False) -> np.ndarray:
+    """Encoded image -> uint8 (size, size, 3), the whole image resized: the official test
+    transform before ToTensor. `draft=True` (not the official transform) is for speed
+    studies only."""
     im = _open(data)
     box = (0, 0, *im.size)
     if draft:

@@ -67,6 +67,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.crop_scale = (0.7, 1.0)
     c.data.hflip = True
     c.data.randaugment = ""          # e.g. "rand-m9-n2"
+    c.data.draft = False             # training only: JPEG draft decoding (faster, inexact)
     c.data.num_workers = 0
     c.data.read_threads = 2
 
@@ -153,6 +154,8 @@ def validate_config(c: ml_collections.ConfigDict, device_count: int, process_cou
            f"optim.schedule={c.optim.schedule!r}; valid: {', '.join(SCHEDULES)}")
     for name in ("lr_backbone", "lr_head"):
         _check(c.optim[name] >= 0, f"optim.{name}={c.optim[name]} must be >= 0")
+    _check(isinstance(c.data.draft, bool), f"data.draft={c.data.draft!r} must be True or False "
+           "(JPEG draft decoding for training; evaluation never uses it)")
     lo, hi = c.data.crop_scale
     _check(0 < lo <= hi <= 1, f"data.crop_scale={tuple(c.data.crop_scale)} must satisfy 0 < lo <= hi <= 1")
     _check(c.checkpoint_every_steps > 0, "checkpoint_every_steps must be positive")

@@ -86,7 +86,8 @@ def train_iterator(config, info, mesh):
     d = config.data
     return data_lib.create_train_iterator(
         **_data_kwargs(config, info, mesh, True), seed=config.seed,
-        crop_scale=tuple(d.crop_scale), hflip=d.hflip, randaugment=d.randaugment or None)
+        crop_scale=tuple(d.crop_scale), hflip=d.hflip, randaugment=d.randaugment or None,
+        draft=d.draft)
 
 
 def eval_iterator(config, info, mesh, with_ids=True):
