@@ -72,9 +72,12 @@ def test_wider_labels_ignore_and_crop(tmp_path):
     crop = np.asarray(Image.open(io.BytesIO(ex["image"])))
     np.testing.assert_array_equal(crop, full[10:40, 5:25])
     np.testing.assert_array_equal(ex["bbox"], [5, 10, 20, 30])
-    # Second person's box [50, 40, 30, 30] is clipped to the 60x50 image.
+    # Second person's box [50, 40, 30, 30] leaves the 60x50 image: the official PIL crop
+    # keeps its 30x30 size, black outside the image.
     crop2 = np.asarray(Image.open(io.BytesIO(tv["train/0--Parade/0_Parade_a.jpg#1"]["image"])))
-    np.testing.assert_array_equal(crop2, full[40:50, 50:60])
+    assert crop2.shape == (30, 30, 3)
+    np.testing.assert_array_equal(crop2[:10, :10], full[40:50, 50:60])
+    assert not crop2[10:].any() and not crop2[:, 10:].any()
 
 
 def test_wider_default_jpeg_crop_and_bad_attribute(tmp_path):

@@ -7,7 +7,7 @@ scalars), `tfds.features.Text`, `tfds.core.MetadataDict`, `builder_from_director
 `as_data_source`. `self.dataset_info_from_configs` is avoided: it looks for metadata
 files next to the builder's module. Images are stored as the *original encoded bytes*
 (a bytes `Tensor`, not `tfds.features.Image`) so that nothing is re-encoded at build
-time and the pipeline decodes with PIL itself (JPEG draft mode, one resize).
+time and the pipeline decodes with PIL itself (one resize).
 
 Every example has the same four features:
   image:  encoded JPEG/PNG bytes
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sys
 import xml.etree.ElementTree as ET
 from typing import Any, Sequence
@@ -64,6 +65,14 @@ class CorruptImageCounter:
         logging.info(msg)
 
 
+def image_error(e: Exception) -> str:
+    """A short reason for a PIL failure, without the in-memory stream PIL names."""
+    if isinstance(e, Image.UnidentifiedImageError):
+        return "not a recognised image format"
+    text = re.sub(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "the data", str(e))
+    return f"{type(e).__name__}: {text}"
+
+
 def verify_image_bytes(data: bytes) -> tuple[int, int]:
     """Fully decodes `data` (cheaply: JPEGs at 1/8 scale) and returns (width, height).
 
@@ -85,13 +94,27 @@ def read_image(path: epath.Path, counter: CorruptImageCounter,
         raise DataError(path, "image listed in the annotations but not found (missing file).",
                         "Check that the image folder is complete and in the documented place.")
     data = path.read_bytes()
+    if not data:  # checked even without verification: nothing can decode it
+        counter.handle(path, "empty file, 0 bytes")
+        return None
     if verify:
         try:
             verify_image_bytes(data)
         except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, ...
-            counter.handle(path, f"{type(e).__name__}: {e}")
+            counter.handle(path, image_error(e))
             return None
     return data
+
+
+def open_rgb(path: PathLike, data: bytes, counter: CorruptImageCounter) -> Image.Image | None:
+    """`Image.open(...).convert("RGB")` (fully decoded), or None if corrupt and skipping;
+    with on_corrupt='error' a corrupt file raises a DataError naming `path`."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return im.convert("RGB")
+    except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, ...
+        counter.handle(path, image_error(e))
+        return None
 
 
 def load_json(path: epath.Path, what: str) -> Any:
