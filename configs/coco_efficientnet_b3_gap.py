@@ -2,7 +2,9 @@ r"""python -m csra_jax.main --config configs/coco_efficientnet_b3_gap.py --workd
         --config.init_checkpoint=/path/to/efficientnet_b3_rwightman-b3899882.pth
 
 Paper Table 1, MS-COCO 448x448 "EfficientNet" (EfficientNet-B3) row: a GAP + linear
-baseline trained with the paper's baseline recipe (as configs/coco_mobilenet_v2_gap.py),
+baseline trained with the COCO baseline recipe (as configs/coco_mobilenet_v2_gap.py: lr
+0.01 for both, x0.1 every 15 epochs, 40 epochs, per the authors' answer in the official
+repository's issue tracker),
 then scored training-free as mean + lam * max (paper Fig. 1), no retraining:
     python -m csra_jax.main --config configs/coco_efficientnet_b3_gap.py \
         --workdir /path/to/runs/coco_efficientnet_b3_gap --config.mode=lambda_sweep

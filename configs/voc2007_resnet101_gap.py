@@ -5,6 +5,9 @@ Baseline for configs/voc2007_resnet101.py: the same ResNet-101 / 448 px / recipe
 GAP head (average pooling + linear) and the paper's baseline lr, 0.01 for both backbone
 and classifier (Sec. 4.1). The paper's Table 2 lists **92.9 mAP** for this baseline, a
 number it takes from MCAR [11] rather than from its own run (ResNet-cut baseline: 93.9).
+Schedule: the paper's 30 epochs with the official code's VOC step (x0.1 every 4 epochs);
+the authors' answer in the official repository's issue tracker about a longer baseline
+schedule (step 15, ~40 epochs) concerns COCO only (configs/coco_resnet101_gap.py).
 
 The trained model also gives the training-free variant (paper Fig. 1 / Table 1,
 score = mean + lam * max), with no retraining:

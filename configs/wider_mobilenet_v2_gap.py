@@ -3,7 +3,9 @@ r"""python -m csra_jax.main --config configs/wider_mobilenet_v2_gap.py --workdir
 
 Paper Table 1, WIDER-Attribute 224x224 "MobileNet" (MobileNet-V2) row: a GAP + linear
 baseline trained with the paper's baseline recipe (lr 0.01 for backbone and classifier;
-WIDER settings as configs/wider_vit_b16.py: batch 64, x0.1 every 5 epochs, 30 epochs),
+WIDER settings as configs/wider_vit_b16.py: batch 64, x0.1 every 5 epochs, 30 epochs; the
+authors' answer in the official repository's issue tracker about a longer baseline
+schedule concerns COCO only),
 then scored training-free as mean + lam * max (paper Fig. 1), no retraining:
     python -m csra_jax.main --config configs/wider_mobilenet_v2_gap.py \
         --workdir /path/to/runs/wider_mobilenet_v2_gap --config.mode=lambda_sweep

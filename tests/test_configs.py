@@ -45,22 +45,26 @@ ROWS = {
                       "timm", 0.01, 0.1, "89.0"),
     "wider_vit_l16": ("wider_attribute", "vit_l16", "csra", 1, 0.3, 224, "vit", 5, 64,
                       "timm", 0.01, 0.1, "90.1"),
-    # Baselines: GAP head, lr 0.01 for backbone and classifier (paper Sec. 4.1).
+    # Baselines: GAP head, lr 0.01 for backbone and classifier (paper Sec. 4.1). COCO
+    # baselines: step 15 (and 40 epochs, EPOCHS below), as the authors answered in the
+    # official repository's issue tracker (issue 17); the paper's 30 epochs elsewhere.
     "voc2007_resnet101_gap": ("voc2007", "resnet101", "gap", None, None, 448, "resnet", 4,
                               16, "torchvision", 0.01, 0.01, "92.9"),
-    "coco_resnet101_gap": ("coco2014", "resnet101", "gap", None, None, 448, "resnet", 5, 16,
+    "coco_resnet101_gap": ("coco2014", "resnet101", "gap", None, None, 448, "resnet", 15, 16,
                            "torchvision", 0.01, 0.01, "79.4"),
     # Table 1 training-free rows: GAP baselines (torchvision ImageNet weights, so ImageNet
     # mean/std), scored with --config.mode=lambda_sweep.
     "coco_mobilenet_v2_gap": ("coco2014", "mobilenet_v2", "gap", None, None, 448, "imagenet",
-                              5, 16, "torchvision", 0.01, 0.01, "71.8"),
+                              15, 16, "torchvision", 0.01, 0.01, "71.8"),
     "coco_efficientnet_b3_gap": ("coco2014", "efficientnet_b3", "gap", None, None, 448,
-                                 "imagenet", 5, 16, "torchvision", 0.01, 0.01, "75.6"),
+                                 "imagenet", 15, 16, "torchvision", 0.01, 0.01, "75.6"),
     "voc2007_mobilenet_v2_gap": ("voc2007", "mobilenet_v2", "gap", None, None, 448, "imagenet",
                                  4, 16, "torchvision", 0.01, 0.01, "89.6"),
     "wider_mobilenet_v2_gap": ("wider_attribute", "mobilenet_v2", "gap", None, None, 224,
                                "imagenet", 5, 64, "torchvision", 0.01, 0.01, "72.1"),
 }
+# Epochs: the paper's 30, except the COCO GAP baselines' ~40 (the authors' answer).
+EPOCHS = {"coco_resnet101_gap": 40, "coco_mobilenet_v2_gap": 40, "coco_efficientnet_b3_gap": 40}
 
 
 def load(name: str, *overrides: str) -> ml_collections.ConfigDict:
@@ -126,11 +130,14 @@ def test_paper_row_settings(name):
     assert c.optim.warmup_epochs == 2
     assert math.isclose(c.optim.lr_backbone, lr_bb) and math.isclose(c.optim.lr_head, lr_head)
     assert math.isclose(c.optim.momentum, 0.9) and math.isclose(c.optim.weight_decay, 1e-4)
-    assert c.num_epochs == 30
+    assert c.num_epochs == EPOCHS.get(name, 30)
     assert c.batch_size * c.grad_accum_steps == batch
     assert c.task == "multi_label" and c.dtype == "float32"
     assert c.require_pretrained and c.init_source == source and not c.init_checkpoint
     assert paper_map in docstring(f"{name}.py")
+    if name in EPOCHS:  # the recipe's source is quoted
+        assert "the authors' answer in the official repository's issue tracker" in \
+            " ".join(docstring(f"{name}.py").split()).lower()
 
 
 def test_vit_l_at_448_rematerialises_and_documents_accumulation():
