@@ -86,14 +86,18 @@ def test_eval_iterator_equals_torchvision_test_transform(files, ds_dir, norm):
                                    process_count=1)
     batch = next(it)
     assert sorted(i.decode() for i in batch["id"]) == sorted(IMAGES)
+    worst = 0.0
     for img, name in zip(np.asarray(batch["image"]), batch["id"]):
         ref = official(files / name.decode(), norm)
         np.testing.assert_allclose(img, ref, rtol=0, atol=TOL, err_msg=name.decode())
+        worst = max(worst, float(np.abs(img - ref).max()))
+    print(f"eval iterator vs torchvision ({norm}): max |diff| {worst:.1e}")  # pytest -s
 
 
 def test_predictor_files_and_pil_images_equal_torchvision(files):
     model = create_model(arch="small_cnn", num_classes=2, head="gap", img_size=S)
     variables = random_variables(model, S)
+    worst = 0.0
     for norm in NORMS:
         p = Predictor(model, variables, S, norm)
         for name in IMAGES:
@@ -102,6 +106,24 @@ def test_predictor_files_and_pil_images_equal_torchvision(files):
             np.testing.assert_allclose(from_file, ref, rtol=0, atol=TOL, err_msg=name)
             from_pil = p.preprocess(Image.open(files / name))[0]
             np.testing.assert_allclose(from_pil, ref, rtol=0, atol=TOL, err_msg=name)
+            worst = max(worst, float(np.abs(from_file - ref).max()),
+                        float(np.abs(from_pil - ref).max()))
+    print(f"Predictor vs torchvision: max |diff| {worst:.1e}")  # pytest -s
+
+
+def test_config_draft_reaches_the_train_iterator_only(ds_dir):
+    """data.draft=True reaches the training decode (it changes crops of large JPEGs)."""
+    from csra_jax.train import loop  # pylint: disable=g-import-not-at-top
+    from config_fixtures import tiny_config  # pylint: disable=g-import-not-at-top
+    info = data.get_dataset_info("multilabel_json", ds_dir, config="fid")
+    batches = {}
+    for draft in (False, True):
+        c = tiny_config(ds_dir, "/tmp/unused", **{"data.name": "multilabel_json",
+                                                  "data.builder_config": "fid",
+                                                  "data.train_split": "test",
+                                                  "data.draft": draft, "batch_size": 9})
+        batches[draft] = np.asarray(next(loop.train_iterator(c, info, None))["image"])
+    assert not np.array_equal(batches[False], batches[True])
 
 
 def test_draft_opt_in_changes_large_jpegs_only(files):
