@@ -9,8 +9,9 @@ Fidelity and speed (figures from bench/input_pipeline.py):
   `Image.draft` makes libjpeg decode at 1/2, 1/4 or 1/8 scale via DCT scaling, at the
   smallest scale where the crop keeps at least as many pixels as the output in each
   direction. It only fires when the crop is >= 2x the output in both sides, and then
-  changes the pixels (DCT-domain instead of pixel-domain antialiasing), so it is off
-  by default and never used for evaluation.
+  changes the pixels (DCT-domain instead of pixel-domain antialiasing): on generated
+  640x480 / 1280x960 JPEGs, 1.15-1.64x faster where it fires, inputs off by up to 17
+  grey levels. Hence off by default and never used for evaluation.
 - Crop and resize happen in one `Image.resize(box=...)` call (bilinear, antialiased
   when reducing, like torchvision on PIL images).
 - Images leave the workers as uint8; normalisation to float32 happens once per batch
