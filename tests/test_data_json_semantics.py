@@ -44,6 +44,17 @@ def test_voc07_trainval_gets_training_semantics(tmp_path, capfd):
     assert "[multilabel_json/test] voc07 targets read with evaluation semantics" in err
 
 
+def test_readers_train_on_the_training_split_whatever_the_order(tmp_path):
+    ann = lists(tmp_path, ("trainval", "test"), [1, -1, 0])
+    build_csra(tmp_path, {"test": ann["test"], "trainval": ann["trainval"]})
+    info = data.get_dataset_info("multilabel_json", tmp_path / "tfds_m", config="m")
+    assert (info.train_split, info.eval_split) == ("trainval", "test"), info.splits
+    ann = lists(tmp_path, ("b", "a"), [1, -1, 0])
+    build_csra(tmp_path, ann, name="ba", train_splits=["b"])
+    info = data.get_dataset_info("multilabel_json", tmp_path / "tfds_ba", config="ba")
+    assert (info.train_split, info.eval_split) == ("b", "a"), info.splits
+
+
 @pytest.mark.parametrize("scheme", ["voc07", "wider"])
 def test_unknown_split_name_is_an_error_until_chosen(tmp_path, scheme):
     target = [1, 0, 99] if scheme == "wider" else [1, -1, 0]

@@ -131,6 +131,12 @@ class MultilabelJson(common.MultiLabelBuilder):
     def class_names(self) -> tuple[str, ...]:
         return read_class_names(self.builder_config)
 
+    def _info(self) -> tfds.core.DatasetInfo:
+        info = super()._info()  # the training splits, so readers never train on a test split
+        cfg = self.builder_config
+        info.metadata["train_splits"] = [s for s in cfg.annotations if split_is_train(cfg, s)]
+        return info
+
     def _split_generators(self, dl_manager):
         cfg = self.builder_config
         if cfg.format not in FORMATS:

@@ -70,8 +70,10 @@ def get_dataset_info(name: str, data_dir: Optional[str] = None,
     builder = load_builder(name, data_dir, config)
     names = tuple(builder.info.metadata["class_names"])
     splits = tuple(builder.info.splits.keys())
-    train = info.train_split if info.train_split in splits else splits[0]
-    evals = info.eval_split if info.eval_split in splits else splits[-1]
+    chosen = tuple(builder.info.metadata.get("train_splits") or ())  # multilabel_json
+    train = info.train_split if info.train_split in splits else (chosen or splits)[0]
+    evals = info.eval_split if info.eval_split in splits else next(
+        (s for s in splits if s not in chosen and s != train), splits[-1])
     return dataclasses.replace(info, class_names=names, splits=splits, train_split=train,
                                eval_split=evals)
 
