@@ -5,8 +5,9 @@
     probs = p.predict_probs(images)       # uint8 / [0, 1] float arrays or PIL images
     maps = p.attention_maps(image)        # (C, h, w) CSRA attention, csra_jax.visualize
 
-Images are resized to (S, S) with PIL bilinear (the whole image, no crop) and normalised
-as the model's config says, like ``csra_jax.data.transforms.decode_eval``; files go
+Images are resized to (S, S) with PIL bilinear (the whole image, no crop, no JPEG draft
+decoding: the official CSRA test transform) and normalised as the model's config says,
+like ``csra_jax.data.transforms.decode_eval``; files go
 through ``decode_eval`` itself (grayscale is replicated to RGB, an alpha channel dropped,
 EXIF orientation ignored: all as in evaluation). The forward pass is jitted once per batch size; a short
 last batch is padded, so any number of images costs one compilation.
