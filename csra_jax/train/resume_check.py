@@ -112,4 +112,4 @@ def write_run_config(workdir, config) -> None:
     path = epath.Path(workdir) / RUN_CONFIG
     tmp = path.parent / (RUN_CONFIG + ".tmp")
     tmp.write_text(config.to_json_best_effort(indent=2, sort_keys=True))
-    tmp.rename(path)
+    tmp.replace(path)
