@@ -9,6 +9,7 @@ commits a step only once every file is written.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import shutil
 from typing import Optional
@@ -16,7 +17,7 @@ from typing import Optional
 from etils import epath
 
 _CODES = (errno.ENOSPC, errno.EDQUOT)
-_TEXTS = ("no space left on device", "disk quota exceeded", "resource_exhausted")
+_TEXTS = ("no space left on device", "disk quota exceeded")
 
 
 class DiskFullError(RuntimeError):
@@ -38,7 +39,7 @@ def is_disk_full(e: BaseException) -> bool:
         if isinstance(x, OSError) and x.errno in _CODES:
             return True
         text = str(x).lower()
-        if any(t in text for t in _TEXTS[:2]):
+        if any(t in text for t in _TEXTS):
             return True
     return False
 
@@ -88,17 +89,38 @@ def _mib(n: int) -> str:
     return f"{n / 2**20:.0f} MiB" if n >= 2**20 else f"{n / 1024:.0f} KiB"
 
 
-def disk_full_error(e: BaseException, workdir) -> DiskFullError:
+def disk_full_error(e: BaseException, workdir, keep: Optional[int] = None) -> DiskFullError:
     where = _culprit(e) or os.fspath(workdir)
     free = free_bytes(where)
     need = checkpoint_bytes(workdir)
-    parts = [f"no space left on the disk of {where}"]
+    facts = []
     if free is not None:
-        parts.append(f"{_mib(free)} free")
+        facts.append(f"{_mib(free)} free")
     if need:
-        parts.append(f"a checkpoint needs about {_mib(need)} (keep_checkpoints + best "
-                     f"hold up to that many)")
-    return DiskFullError(": ".join(parts[:1]) + (" (" + "; ".join(parts[1:]) + ")"
-                                                  if parts[1:] else "")
-                         + ". Free some space (the saved steps are intact) and rerun the "
-                         "same command to resume.")
+        facts.append(f"a checkpoint needs about {_mib(need)}"
+                     + (f" and the run keeps up to {keep + 1} (keep_checkpoints + best)"
+                        if keep else ""))
+    return DiskFullError(f"no space left on the disk of {where}"
+                         + (f" ({'; '.join(facts)})" if facts else "")
+                         + ": free some space and rerun the same command to resume (the "
+                         "saved steps are intact).")
+
+
+class _DropDiskFullRecords(logging.Filter):
+    """orbax logs each failed save thread's traceback; the run ends in one line instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None and is_disk_full(exc):
+            return False
+        return not any(t in record.getMessage().lower() for t in _TEXTS)
+
+
+_FILTER = _DropDiskFullRecords()
+
+
+def quiet_disk_full_logs() -> None:
+    for name in ("absl", "orbax"):
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)

@@ -140,6 +140,7 @@ class Experiment:
         setup_compilation_cache(config)
         self.config = config
         self.workdir = os.path.abspath(os.path.expanduser(workdir))
+        disk_space.quiet_disk_full_logs()
         self.lock = _lock_workdir(self.workdir)
         try:
             self._setup()
@@ -265,6 +266,7 @@ class Experiment:
             best = self._rerate_interrupted_best(state, step, best)
         preempt = self.preemption
         last_metrics: dict = {}
+        bar = None
         try:
             while step < total:
                 epoch = step // self.steps_per_epoch
@@ -291,6 +293,7 @@ class Experiment:
                         return {"preempted": True, "step": step}
                 if bar is not None:
                     bar.close()
+                    bar = None
                 epoch_done = step % self.steps_per_epoch == 0
                 if evaluate and (step == total or (epoch_done and
                                                    (epoch + 1) % config.eval_every_epochs == 0)):
@@ -304,6 +307,8 @@ class Experiment:
                     last_metrics.update(m)
                 self._save(step, state, it, best, metrics)
         finally:
+            if bar is not None:  # an error line then starts on a line of its own
+                bar.close()
             self.ckpts.wait()
         return {"step": step, "best": best, **last_metrics, "state": state}
 
@@ -428,6 +433,6 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
             exp.close()
     except Exception as e:  # pylint: disable=broad-except
         if disk_space.is_disk_full(e):
-            raise disk_space.disk_full_error(e, os.path.abspath(os.path.expanduser(workdir))
-                                             ) from None
+            raise disk_space.disk_full_error(e, os.path.abspath(os.path.expanduser(workdir)),
+                                             config.keep_checkpoints) from None
         raise
