@@ -68,8 +68,8 @@ def prepare_dataset(config) -> data_lib.DatasetInfo:
         if builder_config:
             kwargs.setdefault("config_name", builder_config)
         _print(f"building dataset {d.name} in {data_dir} ...")
-        data_lib.build_dataset(d.name, data_dir, os.path.expanduser(d.manual_dir) or None,
-                               **kwargs)
+        from csra_jax.data.build import build_cleanly
+        build_cleanly(d.name, data_dir, os.path.expanduser(d.manual_dir) or None, **kwargs)
     if jax.process_count() > 1:
         multihost_utils.sync_global_devices("dataset_built")
     return data_lib.get_dataset_info(d.name, data_dir, builder_config)
