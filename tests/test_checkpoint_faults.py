@@ -195,3 +195,50 @@ def test_killed_best_save_is_removed_and_that_step_rated_again(tmp_path, data_di
     assert "re-evaluating step 6: its best/ save was interrupted" in out
     assert os.listdir(os.path.join(workdir, "best")) == ["6"]
     assert checksums.verify(os.path.join(workdir, "best", "6")) is None
+
+
+def test_two_process_job_writes_one_manifest_covering_every_process(tmp_path, data_dir):
+    """jax.distributed over localhost: process 0 hashes every process's files before the
+    commit, and the step verifies."""
+    import json
+    import socket
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    worker = os.path.join(root, "tests", "workers", "locked_run.py")
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = str(s.getsockname()[1])
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=root,
+               XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    workdir = tmp_path / "run"
+    procs = [subprocess.Popen([sys.executable, worker, str(workdir), data_dir, "--process-id",
+                               str(i), "--num-processes", "2", "--port", port], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for i in range(2)]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert all("trained" in o for o in outs), [o[-2000:] for o in outs]
+    step = workdir / "checkpoints" / "2"
+    files = json.loads((step / checksums.MANIFEST).read_text())["files"]
+    assert any("ocdbt.process_1/" in f for f in files) and "data/process_1-of-2.json" in files
+    assert checksums.verify(step) is None
+
+
+def test_lost_best_save_of_an_older_step_is_rated_from_checkpoints(tmp_path, trained,
+                                                                   data_dir, cache_dir, capsys):
+    workdir = str(tmp_path / "run")
+    shutil.copytree(trained, workdir)
+    os.makedirs(os.path.join(workdir, "best", "8.orbax-checkpoint-tmp", "state"))
+    capsys.readouterr()
+    loop.run(_config(data_dir, cache_dir), workdir)
+    out = capsys.readouterr().out
+    assert "re-evaluating step 8: its best/ save was interrupted" in out
+    assert "[eval step 8]" in out
+    assert os.path.exists(os.path.join(workdir, "eval", "predictions_step8.npz"))
+    assert not os.path.exists(os.path.join(workdir, "best", "8.orbax-checkpoint-tmp"))
+    # A step that checkpoints/ no longer holds cannot be rated again: said so.
+    os.makedirs(os.path.join(workdir, "best", "2.orbax-checkpoint-tmp"))
+    loop.run(_config(data_dir, cache_dir), workdir)
+    out = capsys.readouterr().out
+    assert "the best/ save of step 2 was interrupted and checkpoints/ no longer holds step 2" \
+        in out

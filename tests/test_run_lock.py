@@ -102,3 +102,28 @@ def test_only_process_0_takes_the_lock(tmp_path, monkeypatch):
         capture_output=True, text=True, env=ENV, timeout=120)
     assert second.returncode == 3 and f"pid {os.getpid()} on host" in second.stdout
     lock.release()
+
+
+def test_two_process_job_on_a_locked_workdir_fails_on_every_process(tmp_path):
+    """jax.distributed over localhost: process 0 names the holder, process 1 fails with it
+    instead of waiting in a collective."""
+    worker = os.path.join(ROOT, "tests", "workers", "locked_run.py")
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    holder = _holder(workdir)
+    try:
+        with socket.socket() as s:
+            s.bind(("localhost", 0))
+            port = str(s.getsockname()[1])
+        env = dict(ENV, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+        procs = [subprocess.Popen([sys.executable, worker, str(workdir), str(tmp_path / "none"),
+                                   "--process-id", str(i), "--num-processes", "2",
+                                   "--port", port], env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True) for i in range(2)]
+        outs = [p.communicate(timeout=300)[0] for p in procs]
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert all(p.returncode == 0 for p in procs), outs
+    assert f"locked-out: workdir {workdir} is in use by another run: pid {holder.pid}" in outs[0]
+    assert "locked-out: process 0 could not lock the workdir" in outs[1], outs[1][-2000:]

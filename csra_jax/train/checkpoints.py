@@ -176,6 +176,12 @@ class Checkpoints:
         self.on_damaged = on_damaged
         self.interrupted_best = remove_leftovers(workdir / "best")
         remove_leftovers(workdir / "checkpoints")
+        if jax.process_count() > 1:  # every process re-rates the same step, or none does
+            import numpy as np
+            from jax.experimental import multihost_utils
+            last = multihost_utils.broadcast_one_to_all(
+                np.int64(max(self.interrupted_best, default=-1)))
+            self.interrupted_best = [int(last)] if int(last) >= 0 else []
         self._saving: Dict[str, Optional[int]] = {"checkpoints": None, "best": None}
         self.latest = make_manager(
             workdir / "checkpoints", ("state", "data", "meta"),

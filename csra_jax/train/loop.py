@@ -151,7 +151,8 @@ class Experiment:
     def _setup(self):
         config = self.config
         training = config.mode in ("train", "train_and_evaluate")
-        if _is_main():
+
+        def check_and_record():
             if _has_steps(self.workdir):  # a resume: the saved config must allow it
                 accepted = resume_check.check_resume(self.workdir, config, training)
                 if accepted:
@@ -160,6 +161,8 @@ class Experiment:
             # evaluation never replaces the record of the run it evaluates.
             if training or not (epath.Path(self.workdir) / resume_check.RUN_CONFIG).exists():
                 resume_check.write_run_config(self.workdir, config)
+        _on_main_then_share(check_and_record, ValueError,
+                            "process 0 refused to resume this workdir with this config")
         self.mesh = make_mesh()
         self.info = prepare_dataset(config)
         self.class_names = tuple(self.info.class_names)
@@ -390,23 +393,32 @@ class _NoLock:
         pass
 
 
-def _lock_workdir(workdir: str):
-    """Process 0 takes ``workdir/run.lock``; the other processes learn whether it did."""
-    lock, error = _NoLock(), ""
+def _on_main_then_share(fn, error_type, others_message: str):
+    """Runs ``fn`` on process 0 only; if it raises, every other process raises
+    ``error_type(others_message)`` instead of waiting for process 0 in a collective."""
+    result, error = None, None
     if _is_main():
         try:
-            epath.Path(workdir).mkdir(parents=True, exist_ok=True)
-            lock = RunLock(workdir).acquire()
-        except WorkdirLockedError as e:
-            error = str(e)
+            result = fn()
+        except Exception as e:  # pylint: disable=broad-except
+            error = e
     if jax.process_count() > 1:
-        failed = multihost_utils.broadcast_one_to_all(np.int32(bool(error)))
-        if int(failed) and not error:
-            error = (f"process 0 could not lock the workdir {workdir}; another run uses it "
-                     "(process 0's output names it).")
-    if error:
-        raise WorkdirLockedError(error)
-    return lock
+        failed = int(multihost_utils.broadcast_one_to_all(np.int32(error is not None)))
+        if failed and error is None:
+            error = error_type(f"{others_message} (process 0's output says why).")
+    if error is not None:
+        raise error
+    return result
+
+
+def _lock_workdir(workdir: str):
+    """Process 0 takes ``workdir/run.lock``; the other processes learn whether it did."""
+    def take():
+        epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+        return RunLock(workdir).acquire()
+    lock = _on_main_then_share(take, WorkdirLockedError,
+                               f"process 0 could not lock the workdir {workdir}")
+    return lock if lock is not None else _NoLock()
 
 
 def _progress_bar(epoch, num_epochs, initial, total):
