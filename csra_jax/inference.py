@@ -21,15 +21,19 @@ from __future__ import annotations
 import io
 import json
 import os
+import sys
 from typing import Any, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from etils import epath
 from PIL import Image
 
 from csra_jax.data import transforms
+from csra_jax.train import checksums
+from csra_jax.train.checkpoints import CheckpointError, make_manager
 from csra_jax.visualize import backbone_features, head_attention
 
 RUN_CONFIG = "config.json"
@@ -105,62 +109,87 @@ def config_from_file(path: str, overrides: Sequence[str] = ()) -> ml_collections
 
 
 # ------------------------------------------------------------ checkpoints
-def _steps(directory: str) -> list:
-    if not os.path.isdir(directory):
+def _steps(directory: epath.Path) -> list:
+    if not directory.is_dir():
         return []
-    return sorted(int(n) for n in os.listdir(directory)
-                  if n.isdigit() and os.path.isdir(os.path.join(directory, n, "state")))
+    return sorted(int(p.name) for p in directory.iterdir()
+                  if p.name.isdigit() and (p / "state").is_dir())
+
+
+def _warn(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
 
 
 def find_checkpoint(workdir: str, which: str = "best") -> str:
     """The step dir of ``workdir``'s best checkpoint (else its latest), or the reverse.
 
     ``best/`` only gains a step when eval mAP improves, so its highest step is the best.
+    A step whose files fail their checksums is named in a warning and the next one used.
     """
-    workdir = os.path.abspath(os.path.expanduser(workdir))
-    if not os.path.isdir(workdir):
-        raise FileNotFoundError(f"workdir {workdir!r} does not exist.")
+    workdir = epath.Path(os.path.abspath(os.path.expanduser(workdir)))
+    if not workdir.is_dir():
+        raise FileNotFoundError(f"workdir {str(workdir)!r} does not exist.")
     order = ("best", "checkpoints") if which == "best" else ("checkpoints", "best")
+    damaged = []
     for sub in order:
-        steps = _steps(os.path.join(workdir, sub))
-        if steps:
-            return os.path.join(workdir, sub, str(steps[-1]))
-    raise FileNotFoundError(f"no checkpoint in {workdir!r} (neither best/<step>/state nor "
+        for step in reversed(_steps(workdir / sub)):
+            where = workdir / sub / str(step)
+            problem = checksums.verify(where) if checksums.has_manifest(where) else None
+            if problem is not None:
+                damaged.append((where, problem))
+                continue
+            for d_where, d_problem in damaged:
+                _warn(f"warning: checkpoint {d_where} is damaged: {d_problem}; using "
+                      f"{sub}/{step} instead")
+            return str(where)
+    if damaged:
+        raise CheckpointError(f"no checkpoint in {str(workdir)!r} can be used: {damaged[0][0]} "
+                              f"is damaged ({damaged[0][1]}); put the files back or train "
+                              "again.")
+    raise FileNotFoundError(f"no checkpoint in {str(workdir)!r} (neither best/<step>/state nor "
                             "checkpoints/<step>/state); train first or fix --workdir.")
 
 
-def _state_dir(step_dir: str) -> str:
-    step_dir = os.path.abspath(os.path.expanduser(step_dir))
-    if os.path.basename(step_dir) == "state":
-        return step_dir
-    state = os.path.join(step_dir, "state")
-    if not os.path.isdir(state):
-        raise FileNotFoundError(f"{step_dir!r} is not an orbax step dir of a training run "
+def _step_dir(step_dir: str) -> epath.Path:
+    path = epath.Path(os.path.abspath(os.path.expanduser(step_dir)))
+    if path.name == "state":
+        path = path.parent
+    if not (path / "state").is_dir() or not path.name.isdigit():
+        raise FileNotFoundError(f"{str(path)!r} is not an orbax step dir of a training run "
                                 "(no state/ inside).")
-    return state
+    return path
 
 
-def _checkpoint_tree(step_dir: str) -> dict:
+def _open_step(step_dir: str):
+    """(manager over the step's parent, step), after checking the step's checksums."""
+    path = _step_dir(step_dir)
+    if checksums.has_manifest(path):
+        problem = checksums.verify(path)
+        if problem is not None:
+            raise CheckpointError(f"checkpoint {path} is damaged: {problem}; use another step "
+                                  "(or --workdir, which picks the newest that verifies).")
+    return make_manager(path.parent, ("state", "data", "meta"), reader=True), int(path.name)
+
+
+def _checkpoint_tree(mngr, step: int) -> dict:
     """The checkpoint's tree of array metadata (shapes), without reading the arrays."""
-    import orbax.checkpoint as ocp
-    with ocp.PyTreeCheckpointer() as ckptr:
-        meta = ckptr.metadata(_state_dir(step_dir))
-    tree = getattr(meta, "item_metadata", None)
-    return getattr(tree, "tree", tree) if tree is not None else meta
+    meta = mngr.item_metadata(step)["state"]
+    return getattr(meta, "tree", meta)
 
 
 def checkpoint_num_classes(step_dir: str) -> int:
     """Number of classes of a training checkpoint, read from its head's metadata."""
-    head = _checkpoint_tree(step_dir)["params"]["head"]
+    mngr, step = _open_step(step_dir)
+    head = _checkpoint_tree(mngr, step)["params"]["head"]
     if "kernel" not in head:  # attend-and-rectify: its GAP classifier's kernel
         head = head["classifier"]
     return int(head["kernel"].shape[-1])
 
 
-def _check_fits(step_dir: str, target: dict) -> None:
+def _check_fits(step_dir: str, stored_tree: dict, target: dict) -> None:
     from flax import traverse_util
     stored = traverse_util.flatten_dict(
-        {k: v for k, v in _checkpoint_tree(step_dir).items() if k in target}, sep="/")
+        {k: v for k, v in stored_tree.items() if k in target}, sep="/")
     wanted = traverse_util.flatten_dict(target, sep="/")
     bad = [f"{k}: model {tuple(v.shape)}, checkpoint "
            f"{tuple(stored[k].shape) if k in stored else 'missing'}"
@@ -173,18 +202,23 @@ def _check_fits(step_dir: str, target: dict) -> None:
 
 
 def restore_variables(step_dir: str, model, image_size: int) -> dict:
-    """``{"params", ["batch_stats"]}`` of a training checkpoint (optimizer state skipped)."""
+    """``{"params", ["batch_stats"]}`` of a training checkpoint (optimizer state skipped),
+    read through the trainer's checkpoint manager after checking the step's checksums."""
     import orbax.checkpoint as ocp
     example = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
     abstract = jax.eval_shape(model.init, jax.random.key(0), example)
     sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
                           dict(abstract))
-    _check_fits(step_dir, target)
-    restore_args = ocp.checkpoint_utils.construct_restore_args(target)
-    with ocp.PyTreeCheckpointer() as ckptr:
-        return ckptr.restore(_state_dir(step_dir), args=ocp.args.PyTreeRestore(
-            target, restore_args=restore_args, partial_restore=True))
+    mngr, step = _open_step(step_dir)
+    try:
+        _check_fits(step_dir, _checkpoint_tree(mngr, step), target)
+        restore_args = ocp.checkpoint_utils.construct_restore_args(target)
+        restored = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+            target, restore_args=restore_args, partial_restore=True)))
+    finally:
+        mngr.close()
+    return restored["state"]
 
 
 # ------------------------------------------------------------ class names

@@ -45,10 +45,13 @@ def main(argv):
         jax.distributed.initialize()
     from csra_jax.train.loop import NonFiniteLossError, run
     from csra_jax.data import DataError
+    from csra_jax.train.disk_space import DiskFullError
+    from csra_jax.train.run_lock import WorkdirLockedError
     logging.set_verbosity(logging.WARNING)
     try:
         run(_CONFIG.value, _WORKDIR.value)
-    except (ValueError, FileNotFoundError, DataError, NonFiniteLossError) as e:
+    except (ValueError, FileNotFoundError, DataError, NonFiniteLossError, DiskFullError,
+            WorkdirLockedError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
 

@@ -18,8 +18,13 @@ import argparse
 import json
 import sys
 
+from etils import epath
+
 from csra_jax.data import registry
 from csra_jax.data.errors import DataError
+
+INCOMPLETE_PREFIX = "incomplete."  # tensorflow_datasets' temporary build directories
+BUILD_LOCK = ".build.lock"
 
 
 def _kv(text: str) -> tuple[str, str]:
@@ -34,6 +39,38 @@ def _value(v: str):
         return json.loads(v)
     except json.JSONDecodeError:
         return v
+
+
+def remove_incomplete(data_dir: str, name: str) -> list:
+    """Deletes the ``incomplete.*`` directories a killed build of ``name`` left under
+    ``data_dir/name`` (tfds writes there and renames when done); returns their paths."""
+    root = epath.Path(data_dir).expanduser() / name
+    removed = []
+    for parent in ([root, *(p for p in root.iterdir() if p.is_dir())] if root.is_dir() else []):
+        for path in list(parent.iterdir()):
+            if path.name.startswith(INCOMPLETE_PREFIX):
+                (path.rmtree if path.is_dir() else path.unlink)()
+                removed.append(str(path))
+    if removed:
+        print(f"removed {len(removed)} unfinished build output(s) of {name} left by an "
+              f"interrupted build: {', '.join(removed)}", flush=True)
+    return removed
+
+
+def build_cleanly(name: str, data_dir: str, manual_dir=None, **kwargs):
+    """``registry.build_dataset`` after removing a killed build's leftovers; one build of a
+    dataset at a time (a second one would find the first's files half written)."""
+    import fcntl
+    root = epath.Path(data_dir).expanduser() / name
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / BUILD_LOCK, "a+") as lock:
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise DataError(root, f"another build of {name} is running here.",
+                            "Wait for it to finish.") from None
+        remove_incomplete(data_dir, name)
+        return registry.build_dataset(name, data_dir, manual_dir, **kwargs)
 
 
 def main(argv=None) -> int:
@@ -66,7 +103,7 @@ def main(argv=None) -> int:
     if a.config:
         kwargs["config"] = a.config
     try:
-        builder = registry.build_dataset(a.dataset, a.data_dir, a.manual_dir,
+        builder = build_cleanly(a.dataset, a.data_dir, a.manual_dir,
                                          on_corrupt=a.on_corrupt,
                                          verify_images=not a.no_verify_images, **kwargs)
     except DataError as e:

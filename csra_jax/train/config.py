@@ -90,6 +90,8 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.checkpoint_every_steps = 1000
     c.keep_checkpoints = 3
+    c.on_damaged_checkpoint = "fallback"  # a step failing its checksums: "fallback" | "stop"
+    c.allow_config_change = ""       # resume despite changes to these fields, e.g. "num_epochs"
     c.eval_every_epochs = 1
     c.log_every_steps = 20
     c.threshold = 0.5
@@ -160,6 +162,8 @@ def validate_config(c: ml_collections.ConfigDict, device_count: int, process_cou
     _check(0 < lo <= hi <= 1, f"data.crop_scale={tuple(c.data.crop_scale)} must satisfy 0 < lo <= hi <= 1")
     _check(c.checkpoint_every_steps > 0, "checkpoint_every_steps must be positive")
     _check(c.keep_checkpoints >= 1, "keep_checkpoints must be >= 1")
+    _check(c.on_damaged_checkpoint in ("fallback", "stop"),
+           f"on_damaged_checkpoint={c.on_damaged_checkpoint!r}; valid: fallback, stop")
     _check(0 < c.threshold < 1, f"threshold={c.threshold} must be in (0, 1)")
     if c.mode == "lambda_sweep":
         _check(c.model.head == "gap", "mode=lambda_sweep scores a trained head='gap' model; "

@@ -14,15 +14,19 @@ import time
 import jax
 import ml_collections
 import numpy as np
+from etils import epath
 from jax.experimental import multihost_utils
 
 from csra_jax import data as data_lib
 from csra_jax.metrics import format_ap_table
+from csra_jax.train import disk_space
 from csra_jax.train import evaluate as eval_lib
+from csra_jax.train import resume_check
 from csra_jax.train.checkpoints import Checkpoints
 from csra_jax.train.config import validate_config
 from csra_jax.train.metric_writer import MetricWriter
 from csra_jax.train.optimizer import create_optimizer
+from csra_jax.train.run_lock import RunLock, WorkdirLockedError
 from csra_jax.train.state import (abstract_train_state, create_train_state, model_from_config,
                                   state_variables)
 from csra_jax.train.steps import (make_eval_step, make_mesh, make_sweep_step, make_train_step,
@@ -64,8 +68,8 @@ def prepare_dataset(config) -> data_lib.DatasetInfo:
         if builder_config:
             kwargs.setdefault("config_name", builder_config)
         _print(f"building dataset {d.name} in {data_dir} ...")
-        data_lib.build_dataset(d.name, data_dir, os.path.expanduser(d.manual_dir) or None,
-                               **kwargs)
+        from csra_jax.data.build import build_cleanly
+        build_cleanly(d.name, data_dir, os.path.expanduser(d.manual_dir) or None, **kwargs)
     if jax.process_count() > 1:
         multihost_utils.sync_global_devices("dataset_built")
     return data_lib.get_dataset_info(d.name, data_dir, builder_config)
@@ -137,11 +141,30 @@ class Experiment:
         setup_compilation_cache(config)
         self.config = config
         self.workdir = os.path.abspath(os.path.expanduser(workdir))
-        os.makedirs(self.workdir, exist_ok=True)
+        disk_space.quiet_disk_full_logs()
+        self.lock = _lock_workdir(self.workdir)
+        try:
+            self._setup()
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _setup(self):
+        config = self.config
+        training = config.mode in ("train", "train_and_evaluate")
+
+        def check_and_record():
+            if _has_steps(self.workdir):  # a resume: the saved config must allow it
+                accepted = resume_check.check_resume(self.workdir, config, training)
+                if accepted:
+                    _print(f"resuming with changed fields: {', '.join(accepted)}")
+            # Lets predict / evaluate rebuild the model from the workdir alone; an
+            # evaluation never replaces the record of the run it evaluates.
+            if training or not (epath.Path(self.workdir) / resume_check.RUN_CONFIG).exists():
+                resume_check.write_run_config(self.workdir, config)
+        _on_main_then_share(check_and_record, ValueError,
+                            "process 0 refused to resume this workdir with this config")
         self.mesh = make_mesh()
-        if _is_main():  # lets predict / evaluate rebuild the model from the workdir alone
-            with open(os.path.join(self.workdir, "config.json"), "w") as f:
-                f.write(config.to_json_best_effort(indent=2, sort_keys=True))
         self.info = prepare_dataset(config)
         self.class_names = tuple(self.info.class_names)
         self.model = model_from_config(config, len(self.class_names))
@@ -151,7 +174,8 @@ class Experiment:
         self.tx, self.schedules = create_optimizer(
             optim, max(1, self.steps_per_epoch // accum))
         self.rng = jax.random.PRNGKey(config.seed)
-        self.ckpts = Checkpoints(self.workdir, config.keep_checkpoints)
+        self.ckpts = Checkpoints(self.workdir, config.keep_checkpoints,
+                                 on_damaged=config.on_damaged_checkpoint)
         self.writer = MetricWriter(self.workdir)
         self.eval_step = make_eval_step(self.model, self.mesh)
         self.with_ids = True
@@ -242,8 +266,11 @@ class Experiment:
         if config.max_steps > 0:
             total = min(total, config.max_steps)
         step = int(jax.device_get(state.step))
+        if evaluate:
+            best = self._rerate_interrupted_best(state, step, best)
         preempt = self.preemption
         last_metrics: dict = {}
+        bar = None
         try:
             while step < total:
                 epoch = step // self.steps_per_epoch
@@ -270,6 +297,7 @@ class Experiment:
                         return {"preempted": True, "step": step}
                 if bar is not None:
                     bar.close()
+                    bar = None
                 epoch_done = step % self.steps_per_epoch == 0
                 if evaluate and (step == total or (epoch_done and
                                                    (epoch + 1) % config.eval_every_epochs == 0)):
@@ -283,8 +311,39 @@ class Experiment:
                     last_metrics.update(m)
                 self._save(step, state, it, best, metrics)
         finally:
+            if bar is not None:  # an error line then starts on a line of its own
+                bar.close()
             self.ckpts.wait()
         return {"step": step, "best": best, **last_metrics, "state": state}
+
+    def _rerate_interrupted_best(self, state, step: int, best: float) -> float:
+        """A kill during a ``best/`` save lost that step's rating: evaluate it again (the
+        resumed state, or its step in ``checkpoints/``) so ``best/`` holds the best step."""
+        lost = [n for n in self.ckpts.interrupted_best if n <= step]
+        if not lost:
+            return best
+        n = max(lost)
+        if n == step:
+            variables = state_variables(state)
+        else:
+            old = self.ckpts.restore_step(n, self.abstract_state(), replicated(self.mesh))
+            if old is None:
+                kept = self.ckpts.best.latest_step()
+                _print(f"the best/ save of step {n} was interrupted and checkpoints/ no longer "
+                       f"holds step {n}; best/ keeps " + (f"step {kept}" if kept is not None
+                                                          else "nothing yet"))
+                return self.ckpts.best_metric() if kept is not None else -math.inf
+            variables = state_variables(old)
+        _print(f"re-evaluating step {n}: its best/ save was interrupted")
+        best = self.ckpts.best_metric()
+        best = -math.inf if best is None else best
+        m = self.evaluate(variables, n)
+        key = "top1" if self.config.task == "single_label" else "mAP"
+        if m and m.get(key, -math.inf) > best:
+            best = m[key]
+            self.ckpts.save_best(n, state if n == step else old, {"mAP": best},
+                                 {"step": n, "epoch": n // self.steps_per_epoch})
+        return best
 
     def _check_finite(self, step, metrics) -> None:
         if int(jax.device_get(metrics["nonfinite"])):
@@ -314,8 +373,53 @@ class Experiment:
 
     def close(self):
         self.preemption.restore()
-        self.ckpts.close()
-        self.writer.close()
+        try:
+            self.ckpts.close()
+            self.writer.close()
+        finally:
+            self.lock.release()
+
+
+def _has_steps(workdir: str) -> bool:
+    """Whether the workdir holds a saved step (checkpoints/<n> or best/<n>)."""
+    for sub in ("checkpoints", "best"):
+        root = epath.Path(workdir) / sub
+        if root.is_dir() and any(p.name.isdigit() for p in root.iterdir()):
+            return True
+    return False
+
+
+class _NoLock:
+    def release(self):
+        pass
+
+
+def _on_main_then_share(fn, error_type, others_message: str):
+    """Runs ``fn`` on process 0 only; if it raises, every other process raises
+    ``error_type(others_message)`` instead of waiting for process 0 in a collective."""
+    result, error = None, None
+    if _is_main():
+        try:
+            result = fn()
+        except Exception as e:  # pylint: disable=broad-except
+            error = e
+    if jax.process_count() > 1:
+        failed = int(multihost_utils.broadcast_one_to_all(np.int32(error is not None)))
+        if failed and error is None:
+            error = error_type(f"{others_message} (process 0's output says why).")
+    if error is not None:
+        raise error
+    return result
+
+
+def _lock_workdir(workdir: str):
+    """Process 0 takes ``workdir/run.lock``; the other processes learn whether it did."""
+    def take():
+        epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+        return RunLock(workdir).acquire()
+    lock = _on_main_then_share(take, WorkdirLockedError,
+                               f"process 0 could not lock the workdir {workdir}")
+    return lock if lock is not None else _NoLock()
 
 
 def _progress_bar(epoch, num_epochs, initial, total):
@@ -327,15 +431,21 @@ def _progress_bar(epoch, num_epochs, initial, total):
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
-    exp = Experiment(config, workdir)
     try:
-        if config.mode == "train":
-            return exp.train(evaluate=False)
-        if config.mode == "train_and_evaluate":
-            return exp.train(evaluate=True)
-        if config.mode == "evaluate":
-            variables, step = exp.eval_variables()
-            return exp.evaluate(variables, step)
-        return exp.lambda_sweep()
-    finally:
-        exp.close()
+        exp = Experiment(config, workdir)
+        try:
+            if config.mode == "train":
+                return exp.train(evaluate=False)
+            if config.mode == "train_and_evaluate":
+                return exp.train(evaluate=True)
+            if config.mode == "evaluate":
+                variables, step = exp.eval_variables()
+                return exp.evaluate(variables, step)
+            return exp.lambda_sweep()
+        finally:
+            exp.close()
+    except Exception as e:  # pylint: disable=broad-except
+        if disk_space.is_disk_full(e):
+            raise disk_space.disk_full_error(e, os.path.abspath(os.path.expanduser(workdir)),
+                                             config.keep_checkpoints) from None
+        raise

@@ -1,0 +1,107 @@
+"""Resuming a workdir with another config stops with one line listing the changed fields
+(before config.json is touched); num_epochs may grow on purpose."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from csra_jax.data import build_dataset
+from csra_jax.train import loop
+from csra_jax.train.resume_check import check_resume, write_run_config
+from config_fixtures import tiny_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tfds")
+    build_dataset("synthetic_shapes", str(d), num_train=48, num_test=20, image_size=32,
+                  config_name="tiny")
+    return str(d)
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("xla_cache"))
+
+
+def _config(data_dir, cache_dir, **overrides):
+    return tiny_config(data_dir, cache_dir, **{"model.arch": "small_cnn", "mode": "train",
+                                               **overrides})
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, data_dir, cache_dir):
+    workdir = str(tmp_path_factory.mktemp("trained") / "run")
+    loop.run(_config(data_dir, cache_dir), workdir)
+    return workdir
+
+
+@pytest.mark.parametrize("override, shown", [
+    ({"model.arch": "resnet18"}, 'model.arch "small_cnn" -> "resnet18"'),
+    ({"model.head": "gap"}, 'model.head "csra" -> "gap"'),
+    ({"batch_size": 16}, "batch_size 8 -> 16"),
+    ({"model.lam": 0.5}, "model.lam 0.3 -> 0.5"),
+    ({"data.image_size": 64}, "data.image_size 32 -> 64"),
+    ({"seed": 1}, "seed 0 -> 1"),
+])
+def test_changes_to_model_data_or_schedule_stop_and_keep_config_json(
+        override, shown, trained, data_dir, cache_dir):
+    saved = open(os.path.join(trained, "config.json")).read()
+    with pytest.raises(ValueError) as e:
+        loop.run(_config(data_dir, cache_dir, **override), trained)
+    message = str(e.value)
+    assert "\n" not in message and shown in message and "new --workdir" in message, message
+    assert "allow_config_change" not in message
+    assert open(os.path.join(trained, "config.json")).read() == saved
+
+
+def test_num_epochs_needs_allow_config_change_then_extends_the_run(tmp_path, trained,
+                                                                    data_dir, cache_dir):
+    import shutil
+    workdir = str(tmp_path / "run")
+    shutil.copytree(trained, workdir)
+    saved = open(os.path.join(workdir, "config.json")).read()
+    with pytest.raises(ValueError, match=r"num_epochs 2 -> 3 may change only on purpose: add "
+                                         r"--config.allow_config_change=num_epochs"):
+        loop.run(_config(data_dir, cache_dir, num_epochs=3), workdir)
+    assert open(os.path.join(workdir, "config.json")).read() == saved
+    result = loop.run(_config(data_dir, cache_dir, num_epochs=3,
+                              allow_config_change="num_epochs"), workdir)
+    assert result["step"] == 18
+    assert '"num_epochs": 3' in open(os.path.join(workdir, "config.json")).read()
+
+
+def test_several_changes_are_listed_in_one_line_from_the_cli(trained, data_dir, cache_dir):
+    saved = open(os.path.join(trained, "config.json")).read()
+    proc = subprocess.run(
+        [sys.executable, "-m", "csra_jax.main", "--config",
+         os.path.join(ROOT, "configs/demo.py"), "--workdir", trained,
+         f"--config.data.data_dir={data_dir}", "--config.data.builder_config=tiny",
+         "--config.model.arch=resnet18", "--config.batch_size=16", "--config.num_epochs=5"],
+        capture_output=True, text=True, env=dict(os.environ, JAX_PLATFORMS="cpu",
+                                                 PYTHONPATH=ROOT), cwd=ROOT, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: resuming"), proc.stderr
+    for part in ('model.arch "small_cnn" -> "resnet18"', "batch_size 8 -> 16",
+                 "allow_config_change=", "num_epochs 2 -> 5"):
+        assert part in lines[0], lines[0]
+    assert open(os.path.join(trained, "config.json")).read() == saved
+
+
+def test_free_fields_and_evaluation_settings_pass(tmp_path, data_dir, cache_dir):
+    base = _config(data_dir, cache_dir)
+    write_run_config(str(tmp_path), base)
+    free = _config(data_dir, cache_dir, mode="evaluate", eval_batch_size=4,
+                   log_every_steps=5, keep_checkpoints=7, **{"data.num_workers": 0})
+    assert check_resume(str(tmp_path), free, training=True) == []
+    # Evaluating the saved weights may use another schedule, never another model.
+    later = _config(data_dir, cache_dir, num_epochs=9, **{"optim.lr_head": 1.0})
+    assert check_resume(str(tmp_path), later, training=False) == []
+    with pytest.raises(ValueError, match="model.num_heads 2 -> 4"):
+        check_resume(str(tmp_path), _config(data_dir, cache_dir, **{"model.num_heads": 4}),
+                     training=False)
