@@ -169,3 +169,58 @@ def test_build_set_on_a_dataset_without_config_fields(tmp_path):
                                 str(tmp_path / "d"), "--manual_dir", str(tmp_path),
                                 "--set", "num_train=3"))
     assert "voc2007" in line and "num_train" in line
+
+
+# ------------------------------------------------------------ predict: pixel limit
+@pytest.fixture(scope="module")
+def small_model(tmp_path_factory):
+    from csra_jax import create_model
+    from csra_jax.convert import save_converted
+    from model_fixtures import random_variables
+    kwargs = dict(arch="small_cnn", num_classes=3, head="csra", num_heads=1, lam=0.2)
+    variables = random_variables(create_model(**kwargs), 32)
+    return save_converted(str(tmp_path_factory.mktemp("conv") / "model"), variables, kwargs)
+
+
+def _predict(capsys, *args):
+    from csra_jax import predict
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rc = predict.main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return rc, out, [l for l in err.splitlines() if l.startswith("error: ")], caught
+
+
+def test_predict_refuses_an_image_above_the_pixel_limit(tmp_path, capsys, monkeypatch,
+                                                         small_model):
+    from PIL import Image
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)  # restored after
+    big, small = tmp_path / "big.png", tmp_path / "small.png"
+    Image.new("1", (10000, 10000)).save(big)  # 1 bit a pixel: a cheap 100 M pixel file
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(small)
+    out = tmp_path / "preds.json"
+    rc, stdout, errors, caught = _predict(capsys, "--checkpoint", small_model, "--image-size",
+                                          32, "--output", out, big, small)
+    assert rc == 1
+    assert errors == [f"error: {big}: image too large: 100,000,000 pixels, above the limit of "
+                      "89,478,485 (PIL's decompression-bomb guard; decoding takes about 3 "
+                      "bytes a pixel); raise --max-image-pixels for a file you trust, or "
+                      "downscale it"], errors
+    assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
+    results = {os.path.basename(r["file"]): r for r in json.loads(out.read_text())}
+    assert results["big.png"]["error"] == errors[0].split(": ", 2)[2]  # kept in the output
+    assert "error" not in results["small.png"] and f"{small}:" in stdout
+
+
+def test_predict_pixel_limit_is_a_flag(tmp_path, capsys, monkeypatch, small_model):
+    from PIL import Image
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)
+    img = tmp_path / "img.png"
+    Image.new("RGB", (64, 64), (0, 90, 10)).save(img)  # 4096 pixels
+    rc, _, errors, _ = _predict(capsys, "--checkpoint", small_model, "--image-size", 32,
+                                "--max-image-pixels", 4000, img)
+    assert rc == 1 and len(errors) == 1 and "4,096 pixels, above the limit of 4,000" in errors[0]
+    rc, stdout, errors, _ = _predict(capsys, "--checkpoint", small_model, "--image-size", 32,
+                                     "--max-image-pixels", 4096, img)
+    assert rc == 0 and errors == [] and f"{img}:" in stdout
