@@ -5,8 +5,9 @@ r"""Train and evaluate CSRA models.
         --config.batch_size=32 --config.mode=evaluate
 
 --config.mode: train | evaluate | train_and_evaluate (default) | lambda_sweep.
-Any config field can be overridden with --config.<field>=<value>; unknown fields and
-invalid values are rejected before anything is compiled. A rerun with the same workdir
+Any config field can be overridden with --config.<field>=<value>; unknown fields,
+values of the wrong type, a missing config file and a workdir that cannot be written are
+rejected with one `error:` line (exit 2) before anything is built or compiled. A rerun with the same workdir
 resumes from its latest checkpoint. Multi-host: run the same command on every host
 (jax.distributed.initialize() picks up TPU / SLURM / explicit coordinator settings).
 """
@@ -40,7 +41,8 @@ def _want_distributed() -> bool:
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        _fail(f"unexpected arguments {' '.join(argv[1:])!r}: everything is a flag "
+              "(--config, --workdir, --config.<field>=<value>)")
     try:
         check_workdir(_WORKDIR.value)
     except ValueError as e:

@@ -76,6 +76,12 @@ def test_unknown_flag(tmp_path):
     assert "wrkdir" in line and "workdir" in line
 
 
+def test_stray_argument(tmp_path):
+    line = _one_error_line(_main("--config", "configs/demo.py", "--workdir",
+                                 str(tmp_path / "w"), "batch_size=8"))
+    assert "unexpected arguments 'batch_size=8'" in line
+
+
 @pytest.mark.parametrize("sub", ["", "sub"])
 def test_workdir_that_is_a_file(tmp_path, sub):
     f = tmp_path / "afile"
