@@ -79,6 +79,8 @@ def parse_args(argv: List[str]):
 def load_predictor(args, overrides):
     from csra_jax.inference import (Predictor, config_from_file, load_run_config,
                                     read_class_names)
+    if args.config and not os.path.isfile(args.config.split(":", 1)[0]):
+        raise FileNotFoundError(f"config file {args.config!r} does not exist.")
     config = config_from_file(args.config, overrides) if args.config else None
     names = read_class_names(args.class_names) if args.class_names else None
     kwargs = dict(batch_size=args.batch_size)

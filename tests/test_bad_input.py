@@ -230,3 +230,9 @@ def test_predict_pixel_limit_is_a_flag(tmp_path, capsys, monkeypatch, small_mode
     rc, stdout, errors, _ = _predict(capsys, "--checkpoint", small_model, "--image-size", 32,
                                      "--max-image-pixels", 4096, img)
     assert rc == 0 and errors == [] and f"{img}:" in stdout
+
+
+def test_predict_missing_config_file(tmp_path, capsys, small_model):
+    rc, _, errors, _ = _predict(capsys, "--checkpoint", small_model, "--config",
+                                tmp_path / "nope.py", tmp_path)
+    assert rc == 2 and errors == [f"error: config file '{tmp_path / 'nope.py'}' does not exist."]
