@@ -42,6 +42,19 @@ def test_integer_tensor_for_a_float_parameter_is_refused(tmp_path, capsys, resne
     assert not (tmp_path / "out").exists()
 
 
+def test_torch_quantized_tensor_is_refused(tmp_path, capsys, resnet18_1000):
+    sd = dict(resnet18_1000)
+    with pytest.warns(UserWarning):  # torch deprecates creating them, not loading them
+        sd["conv1.weight"] = torch.quantize_per_tensor(sd["conv1.weight"], 0.01, 0, torch.qint8)
+    path = tmp_path / "r18_q.pth"
+    torch.save(sd, path)
+    rc, out, err = _convert(capsys, "--source", "torchvision", "--arch", "resnet18",
+                            "--num-classes", "1000", "--head", "gap", path, tmp_path / "out")
+    assert rc == 2 and out == [] and len(err) == 1, err
+    assert err[0].startswith(f"error: {path}: 1 tensor(s) are quantized (conv1.weight "
+                             "(torch.qint8))"), err
+
+
 def test_every_integer_tensor_is_counted_in_one_line(resnet18_1000):
     sd = {k: (v * 50).round().clamp(-127, 127).to(torch.int8) if v.is_floating_point() else v
           for k, v in resnet18_1000.items()}
