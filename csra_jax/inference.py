@@ -22,6 +22,8 @@ import io
 import json
 import os
 import sys
+import re
+import warnings
 from typing import Any, Optional, Sequence
 
 import jax
@@ -257,17 +259,35 @@ def _check_names(names, num_classes: int, source: str) -> tuple:
 
 
 # ------------------------------------------------------------ images
+def set_max_image_pixels(limit: Optional[int]) -> None:
+    """Files with more pixels are refused (None or 0: no limit). This is PIL's process-wide
+    decompression-bomb limit (default 89,478,485), so the evaluation decode sees the same
+    one; PIL itself only warns above it (and fails above twice it), read_image_file refuses."""
+    Image.MAX_IMAGE_PIXELS = limit or None
+
+
+def _too_large(error: Exception) -> str:
+    found = re.search(r"\((\d+) pixels\)", str(error))
+    size = f"{int(found.group(1)):,} pixels" if found else "its size"
+    return (f"image too large: {size}, above the limit of {Image.MAX_IMAGE_PIXELS:,} "
+            "(PIL's decompression-bomb guard; decoding takes about 3 bytes a pixel); raise "
+            "--max-image-pixels for a file you trust, or downscale it")
+
+
 def read_image_file(path: str) -> bytes:
-    """The file's bytes, after checking it opens as a supported image (one-line errors)."""
+    """The file's bytes, after checking it opens as a supported image no larger than the
+    pixel limit (``set_max_image_pixels``), with one-line errors. Only the header is read."""
     try:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as e:
         raise ImageReadError(f"cannot read file ({e.strerror or e})") from None
     try:
-        fmt = Image.open(io.BytesIO(data)).format
-    except Image.DecompressionBombError as e:
-        raise ImageReadError(f"image too large ({e})") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            fmt = Image.open(io.BytesIO(data)).format
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
+        raise ImageReadError(_too_large(e)) from None
     except Exception:
         raise ImageReadError("unknown format or corrupt file: not a readable image "
                              f"(supported: {', '.join(SUPPORTED_FORMATS)})") from None

@@ -5,20 +5,22 @@ r"""Train and evaluate CSRA models.
         --config.batch_size=32 --config.mode=evaluate
 
 --config.mode: train | evaluate | train_and_evaluate (default) | lambda_sweep.
-Any config field can be overridden with --config.<field>=<value>; unknown fields and
-invalid values are rejected before anything is compiled. A rerun with the same workdir
-resumes from its latest checkpoint. Multi-host: run the same command on every host
+Any config field can be overridden with --config.<field>=<value>; unknown fields,
+values of the wrong type, a missing config file and a workdir that cannot be written are
+rejected with one `error:` line (exit 2) before anything is built or compiled
+(csra_jax/cli_checks.py). A rerun with the same workdir resumes from its latest checkpoint. Multi-host: run the same command on every host
 (jax.distributed.initialize() picks up TPU / SLURM / explicit coordinator settings).
 """
 
 from __future__ import annotations
 
 import os
-import re
 import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from csra_jax.cli_checks import check_workdir, fail, parse_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file in configs/.",
                                           lock_config=True)
@@ -39,7 +41,12 @@ def _want_distributed() -> bool:
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        fail(f"unexpected arguments {' '.join(argv[1:])!r}: everything is a flag "
+             "(--config, --workdir, --config.<field>=<value>)")
+    try:
+        check_workdir(_WORKDIR.value)
+    except ValueError as e:
+        fail(str(e))
     import jax
     if _want_distributed():
         jax.distributed.initialize()
@@ -56,23 +63,5 @@ def main(argv):
         sys.exit(2)
 
 
-def _unknown_field_message(error: Exception) -> str:
-    text = str(error.args[0] if error.args else error)
-    found = re.search(r'instead of "([\w.]+)"|Key "([\w.]+)"', text)
-    name = (found.group(1) or found.group(2)) if found else text.strip("'\"\\")
-    hint = re.search(r'Did you mean "([\w.]+)"', text)
-    return (f"unknown config field {name!r}" + (f"; did you mean {hint.group(1)!r}?" if hint else "")
-            + " (the fields are in csra_jax/train/config.py)")
-
-
-def _parse_flags(argv):
-    """absl's parser, but a misspelt config field ends in one clear line (exit 2)."""
-    try:
-        return flags.FLAGS(argv)
-    except (AttributeError, KeyError) as e:  # locked ConfigDict: unknown field
-        print(f"error: {_unknown_field_message(e)}", file=sys.stderr)
-        sys.exit(2)
-
-
 if __name__ == "__main__":
-    app.run(main, flags_parser=_parse_flags)
+    app.run(main, flags_parser=parse_flags)

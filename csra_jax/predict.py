@@ -64,18 +64,23 @@ def parse_args(argv: List[str]):
                    help="override the input normalisation")
     p.add_argument("--which", choices=("best", "latest"), default="best",
                    help="with --workdir: the best (default) or the latest checkpoint")
+    p.add_argument("--max-image-pixels", type=int, default=89_478_485,
+                   help="refuse files with more pixels (default PIL's 89478485, ~9459x9459, "
+                   "about 270 MB decoded; 0: no limit)")
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
     args = p.parse_args(rest)
     if overrides and not args.config:
         p.error("--config.field=value overrides need --config CFG")
-    if args.top_k < 0 or args.batch_size < 1:
-        p.error("--top-k must be >= 0 and --batch-size >= 1")
+    if args.top_k < 0 or args.batch_size < 1 or args.max_image_pixels < 0:
+        p.error("--top-k and --max-image-pixels must be >= 0 and --batch-size >= 1")
     return args, overrides
 
 
 def load_predictor(args, overrides):
     from csra_jax.inference import (Predictor, config_from_file, load_run_config,
                                     read_class_names)
+    if args.config and not os.path.isfile(args.config.split(":", 1)[0]):
+        raise FileNotFoundError(f"config file {args.config!r} does not exist.")
     config = config_from_file(args.config, overrides) if args.config else None
     names = read_class_names(args.class_names) if args.class_names else None
     kwargs = dict(batch_size=args.batch_size)
@@ -228,6 +233,8 @@ def _quiet() -> None:
 def main(argv: Optional[List[str]] = None) -> int:
     args, overrides = parse_args(sys.argv[1:] if argv is None else list(argv))
     _quiet()
+    from csra_jax.inference import set_max_image_pixels
+    set_max_image_pixels(args.max_image_pixels)
     try:
         predictor = load_predictor(args, overrides)
     except (FileNotFoundError, ValueError, OSError) as e:

@@ -13,7 +13,8 @@ import argparse
 import sys
 
 from csra_jax.convert.converted_checkpoint import save_converted
-from csra_jax.convert.torch_to_flax import SOURCES, load_torch_weights
+from csra_jax.convert.state_dict_io import load_state_dict
+from csra_jax.convert.torch_to_flax import SOURCES, convert_state_dict
 from csra_jax.models.classifier import available_archs, create_model
 
 
@@ -40,11 +41,14 @@ def main(argv=None) -> int:
         model_kwargs.update(num_heads=args.num_heads, lam=args.lam)
     try:
         model = create_model(**model_kwargs)
-        variables = load_torch_weights(args.input, model, args.source)
+        variables, report = convert_state_dict(load_state_dict(args.input), model, args.source)
         out = save_converted(args.out_dir, variables, model_kwargs)
     except (ValueError, FileNotFoundError, FileExistsError, ImportError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        where = "" if args.input in str(e) else f"{args.input}: "
+        print(f"error: {where}{e}", file=sys.stderr)
         return 2
+    for line in report.unused_lines():  # e.g. a 1000-class fc next to a 10-class gap head
+        print(f"note: {line}")
     print(f"wrote {out} ({args.arch}, {args.num_classes} classes, head={args.head})")
     return 0
 

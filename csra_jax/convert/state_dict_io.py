@@ -59,6 +59,12 @@ def load_state_dict(source: Any) -> Dict[str, np.ndarray]:
         if key in raw and isinstance(raw[key], Mapping):
             raw = raw[key]
             break
+    quantized = [f"{k} ({v.dtype})" for k, v in raw.items() if getattr(v, "is_quantized", False)]
+    if quantized:  # torch.qint8 & co. have no numpy form, and a dequantized copy is not ours
+        raise ValueError(
+            f"{len(quantized)} tensor(s) are quantized ({', '.join(quantized[:3])}"
+            f"{' ...' if len(quantized) > 3 else ''}): a quantized checkpoint cannot be "
+            "converted; pass the original float32/float16/bfloat16 file.")
     out = {}
     for key, value in raw.items():
         if key.startswith("module."):

@@ -60,6 +60,12 @@ class ConversionReport:
     unexpected: List[str] = dataclasses.field(default_factory=list)
     mis_shaped: List[str] = dataclasses.field(default_factory=list)
     resampled: List[str] = dataclasses.field(default_factory=list)
+    # classifier keys the model's head does not take, grouped by the reason
+    unused: Dict[str, List[str]] = dataclasses.field(default_factory=dict)
+
+    def unused_lines(self) -> List[str]:
+        """One line per reason: which checkpoint keys were not loaded, and why."""
+        return [f"not loaded: {', '.join(keys)} ({reason})" for reason, keys in self.unused.items()]
 
     def errors(self) -> str:
         lines = []
@@ -113,12 +119,45 @@ def _example_input(model: Classifier) -> jax.Array:
     return jnp.zeros((1, size, size, 3), jnp.float32)
 
 
+def _check_float(state_dict: Dict[str, np.ndarray]) -> None:
+    """Every parameter and BatchNorm statistic of our models is float; an int8 / uint8 /
+    bool tensor (a quantized export) cast to float is not the weight, so it is refused
+    (before the model is even initialised). Only BN's step counter is an integer."""
+    bad = [f"{k} ({v.dtype})" for k, v in state_dict.items()
+           if v.dtype.kind in "biuc" and not k.endswith(".num_batches_tracked")]
+    if bad:
+        shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise ValueError(
+            f"{len(bad)} float parameter(s) are stored as integer/bool tensors ({shown}): a "
+            "quantized or integer checkpoint cannot be converted (a cast would not give the "
+            "float weights); pass the original float32/float16/bfloat16 file.")
+
+
+def _unused_reason(key: str, value: np.ndarray, head, source: str, classifier: str) -> str:
+    """Why a known-unused classifier key is not loaded into this model (one phrase)."""
+    if key.startswith("pre_logits."):
+        return "the in21k pre-logits layer; the model has none"
+    if source == "csra":
+        return "the official CSRA ResNet carries torchvision's fc but never calls it"
+    if not key.startswith(classifier + "."):
+        return f"not the {classifier!r} classifier this backbone has"
+    if isinstance(head, GAPHead):
+        if value.shape[0] != head.num_classes:
+            return (f"the checkpoint's classifier has {value.shape[0]} classes, the model's "
+                    f"gap head {head.num_classes}; the head keeps its initialisation")
+        return (f"the checkpoint's classifier {tuple(value.shape)} does not fit the model's "
+                "gap head; the head keeps its initialisation")
+    return (f"the model's {type(head).__name__} does not use the checkpoint's classifier; "
+            "the head keeps its initialisation")
+
+
 def convert_state_dict(state_dict: Dict[str, np.ndarray], model: Classifier, source: str,
                        init_variables: Optional[Dict[str, Any]] = None,
                        rng: Optional[jax.Array] = None,
                        antialias: bool = True) -> Tuple[Dict[str, Any], ConversionReport]:
     """Converts an in-memory numpy state_dict; returns (variables, report)."""
     _check_source(model, source)
+    _check_float(state_dict)
     if init_variables is None:
         rng = jax.random.key(0) if rng is None else rng
         init_variables = jax.jit(model.init)(rng, _example_input(model))
@@ -161,6 +200,9 @@ def convert_state_dict(state_dict: Dict[str, np.ndarray], model: Classifier, sou
                 continue
         if any(re.match(p, key) for p in KNOWN_UNUSED):
             report.skipped.append(key)
+            if not key.endswith("num_batches_tracked"):
+                reason = _unused_reason(key, state_dict[key], head, source, classifier)
+                report.unused.setdefault(reason, []).append(key)
             continue
         path, value = _flax_path(key, value)
         if path[-1] == "pos_embed" and path in template and value.shape != template[path].shape:
@@ -194,6 +236,8 @@ def convert_state_dict(state_dict: Dict[str, np.ndarray], model: Classifier, sou
                          f"{report.errors()}")
     if report.skipped:
         logging.info("convert: skipped known-unused keys: %s", ", ".join(report.skipped))
+    for line in report.unused_lines():
+        logging.info("convert: %s", line)
     if report.resampled:
         logging.info("convert: resampled %s", "; ".join(report.resampled))
     variables = traverse_util.unflatten_dict({k: jnp.asarray(v) for k, v in out.items()})

@@ -15,10 +15,12 @@ of range) ends with one line `error: <file>: <what is wrong> <what to do>` and e
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 
 from etils import epath
+import tensorflow_datasets as tfds
 
 from csra_jax.data import registry
 from csra_jax.data.errors import DataError
@@ -73,6 +75,42 @@ def build_cleanly(name: str, data_dir: str, manual_dir=None, **kwargs):
         return registry.build_dataset(name, data_dir, manual_dir, **kwargs)
 
 
+_KINDS = {"int": "a whole number", "float": "a number", "bool": "true or false",
+          "str": "a string"}
+
+
+def _fits(kind: str, value) -> bool:
+    if kind == "bool":
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, {"int": int, "float": (int, float), "str": str}[kind])
+
+
+def config_fields(dataset: str, sets) -> dict:
+    """``--set KEY=VALUE`` pairs -> builder config kwargs; a field the dataset's config does
+    not have, or a value of the wrong type, is a DataError naming it (before any build)."""
+    if not sets:
+        return {}
+    config_cls = registry.DATASETS[dataset].config_cls
+    if config_cls is None:
+        raise DataError(None, f"--set {sets[0][0]}=...: {dataset} has no config fields to set.")
+    base = {f.name for f in dataclasses.fields(tfds.core.BuilderConfig)}
+    fields = {f.name: f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+              for f in dataclasses.fields(config_cls) if f.name not in base}
+    out = {}
+    for key, text in sets:
+        value = _value(text)
+        if key not in fields:
+            raise DataError(None, f"--set {key}={text}: {dataset} has no config field {key!r}; "
+                            f"its fields: {', '.join(fields)}.")
+        kind = fields[key]
+        if kind in _KINDS and not _fits(kind, value):
+            raise DataError(None, f"--set {key}={value!r}: {key} takes {_KINDS[kind]}.")
+        out[key] = value
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("dataset", choices=sorted(registry.DATASETS))
@@ -92,7 +130,11 @@ def main(argv=None) -> int:
     p.add_argument("--set", type=_kv, action="append", default=[], dest="sets",
                    help="any config field, KEY=VALUE (JSON value), e.g. num_train=100")
     a = p.parse_args(argv)
-    kwargs = {k: _value(v) for k, v in a.sets}
+    try:
+        kwargs = config_fields(a.dataset, a.sets)
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if a.annotations:
         kwargs["annotations"] = dict(a.annotations)
     for key in ("format", "target_scheme", "class_names_file", "image_root"):
@@ -103,9 +145,8 @@ def main(argv=None) -> int:
     if a.config:
         kwargs["config"] = a.config
     try:
-        builder = build_cleanly(a.dataset, a.data_dir, a.manual_dir,
-                                         on_corrupt=a.on_corrupt,
-                                         verify_images=not a.no_verify_images, **kwargs)
+        builder = build_cleanly(a.dataset, a.data_dir, a.manual_dir, on_corrupt=a.on_corrupt,
+                                verify_images=not a.no_verify_images, **kwargs)
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

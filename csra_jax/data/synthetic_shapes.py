@@ -24,6 +24,7 @@ from PIL import Image, ImageDraw
 import tensorflow_datasets as tfds
 
 from csra_jax.data import common
+from csra_jax.data.errors import DataError
 
 SHAPES = ("circle", "square", "triangle", "cross", "ring", "star", "stripes", "checker",
           "diamond", "hexagon")
@@ -42,6 +43,27 @@ class SyntheticShapesConfig(tfds.core.BuilderConfig):
     min_size: float = 0.08   # object side as a fraction of the image side
     max_size: float = 0.20
     jpeg_quality: int = 95
+
+    def __post_init__(self):
+        """Values render() cannot draw (or that leave a split empty) fail here, by name."""
+        checks = (
+            ("num_train", self.num_train >= 1, "must be >= 1"),
+            ("num_test", self.num_test >= 1, "must be >= 1"),
+            ("image_size", self.image_size >= 8, "must be >= 8"),
+            ("min_objects", 1 <= self.min_objects <= self.max_objects,
+             f"must be in 1..max_objects={self.max_objects}"),
+            ("max_objects", self.max_objects <= len(SHAPES),
+             f"must be <= {len(SHAPES)} (at most one object per class)"),
+            ("min_size", 0 < self.min_size <= self.max_size,
+             f"must be in (0, max_size={self.max_size}]"),
+            ("max_size", self.max_size <= 1, "must be <= 1 (a fraction of the image side)"),
+            ("jpeg_quality", 1 <= self.jpeg_quality <= 100, "must be in 1..100"),
+            ("seed", self.seed >= 0, "must be >= 0"),
+        )
+        for name, ok, rule in checks:
+            if not ok:
+                raise DataError(None, f"synthetic_shapes config: {name}={getattr(self, name)!r} "
+                                f"{rule}.")
 
 
 def _polygon(n: int, r: float, c: float, phase: float) -> list[tuple[float, float]]:

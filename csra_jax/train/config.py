@@ -158,6 +158,8 @@ def validate_config(c: ml_collections.ConfigDict, device_count: int, process_cou
         _check(c.optim[name] >= 0, f"optim.{name}={c.optim[name]} must be >= 0")
     _check(isinstance(c.data.draft, bool), f"data.draft={c.data.draft!r} must be True or False "
            "(JPEG draft decoding for training; evaluation never uses it)")
+    _check(len(c.data.crop_scale) == 2 and all(isinstance(v, (int, float)) for v in c.data.crop_scale),
+           f"data.crop_scale={tuple(c.data.crop_scale)} must be two numbers (lo, hi)")
     lo, hi = c.data.crop_scale
     _check(0 < lo <= hi <= 1, f"data.crop_scale={tuple(c.data.crop_scale)} must satisfy 0 < lo <= hi <= 1")
     _check(c.checkpoint_every_steps > 0, "checkpoint_every_steps must be positive")
