@@ -206,7 +206,8 @@ def multilabel_metrics(
       dict with ``mAP``, ``CP``, ``CR``, ``CF1``, ``OP``, ``OR``, ``OF1``, the same six
       with suffix ``_top{k}`` (floats, percent), ``AP`` (per-class array, percent, NaN
       for classes without non-ignored positives) and ``classes_without_positives``
-      (list of class indices). Classes without positives are left out of mAP and of the
+      (list of class indices), and ``protocol`` (which protocol produced the numbers).
+      Classes without positives are left out of mAP and of the
       per-class averages CP/CR (recall is undefined for them); their false positives
       still count in OP. A class with no predicted positives has precision 0 (official
       convention). F1 values are computed from the averaged P and R, as in the paper's
@@ -245,6 +246,7 @@ def multilabel_metrics(
 
     result["AP"] = 100.0 * ap
     result["classes_without_positives"] = np.flatnonzero(~has_pos).tolist()
+    result["protocol"] = "default"
     return result
 
 
@@ -262,6 +264,7 @@ def _official_metrics(scores, targets, valid, threshold, scores_are_logits, top_
     result.update({f"{k}_top{top_k}": float(100.0 * v) for k, v in top.items()})
     result["AP"] = 100.0 * ap
     result["classes_without_positives"] = np.flatnonzero(~has_pos).tolist()
+    result["protocol"] = "official"
     return result
 
 
