@@ -99,7 +99,8 @@ def average_precision(scores, targets, ignore=None, ties: str = "threshold") -> 
       (which matters when the eval set is gathered from several hosts/shards).
     * ``"stable"``: ties keep input order (lower image index ranks first), i.e. the
       official code's ``argsort(-score)`` with a deterministic order (numpy's default
-      quicksort is not stable, so the official result on ties is order-dependent).
+      sort is not stable, so the official result on ties depends on the image order
+      and on numpy's sort; ``multilabel_metrics(..., protocol="official")`` uses it).
 
     Without ties both are identical. Rank on raw logits rather than sigmoid outputs:
     float32 sigmoid saturates to exactly 1.0 above ~17, creating ties that the logits
