@@ -11,6 +11,12 @@ in the official release) and the ML-GCN lineage it cites:
 * **Ignored entries** (VOC "difficult"-only objects, WIDER "unspecified" attributes)
   are left out of *every* metric, as if the entry did not exist. The official code is
   inconsistent here (WIDER's unspecified count as negatives for CP/OP); we are not.
+* **Top-k** predictions are each image's k highest scores over *all* classes, ignored
+  ones included (choosing among the non-ignored ones would use the ground truth).
+
+``protocol="official"`` reproduces the official evaluation code instead, quirks
+included (float32 probabilities, numpy's unstable sort on ties, WIDER's unspecified as
+negatives in CP/CR/OP/OR, CP/CR over all classes); see :mod:`csra_jax.metrics_official`.
 
 Everything is vectorised over images (one sort per class column, all columns at once),
 so COCO val (40k x 80) evaluates in well under a second.
@@ -23,6 +29,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from csra_jax import metrics_official
+
 __all__ = [
     "average_precision",
     "multilabel_metrics",
@@ -31,6 +39,7 @@ __all__ = [
 ]
 
 _TIES = ("threshold", "stable")
+PROTOCOLS = ("default", "official")
 
 
 def _as_2d_float(name: str, x: Any) -> np.ndarray:
@@ -90,7 +99,8 @@ def average_precision(scores, targets, ignore=None, ties: str = "threshold") -> 
       (which matters when the eval set is gathered from several hosts/shards).
     * ``"stable"``: ties keep input order (lower image index ranks first), i.e. the
       official code's ``argsort(-score)`` with a deterministic order (numpy's default
-      quicksort is not stable, so the official result on ties is order-dependent).
+      sort is not stable, so the official result on ties depends on the image order
+      and on numpy's sort; ``multilabel_metrics(..., protocol="official")`` uses it).
 
     Without ties both are identical. Rank on raw logits rather than sigmoid outputs:
     float32 sigmoid saturates to exactly 1.0 above ~17, creating ties that the logits
@@ -167,7 +177,8 @@ def multilabel_metrics(
     *,
     scores_are_logits: bool = True,
     top_k: int = 3,
-    ties: str = "threshold",
+    ties: str | None = None,
+    protocol: str = "default",
 ) -> dict[str, Any]:
     """mAP and CP/CR/CF1/OP/OR/OF1 (all and top-k), in percent.
 
@@ -181,30 +192,43 @@ def multilabel_metrics(
       ignore: optional (N, C) binary; 1 = leave this entry out of every metric.
       threshold: probability threshold for a positive prediction.
       top_k: an entry is predicted positive in the ``_top{k}`` metrics iff it is among
-        the image's k highest-scoring non-ignored classes **and** passes the threshold
-        -- the official CSRA code (zero out scores below the top 3, then threshold at
-        0.5) and ML-GCN both do this. Equal scores at the k-th place are resolved
-        toward the lower class index (stable sort).
-      ties: tie handling for AP, see :func:`average_precision`.
+        the image's k highest-scoring classes (all classes: which ones are ignored is
+        ground truth) **and** passes the threshold -- the official CSRA code (zero out
+        scores below the top 3, then threshold at 0.5) and ML-GCN both do this. Equal
+        scores at the k-th place are resolved toward the lower class index (stable
+        sort); ``protocol="official"``: by numpy's default sort, as the official code.
+      ties: tie handling for AP, see :func:`average_precision` (default "threshold");
+        not accepted with ``protocol="official"``, which orders ties as the official
+        code does.
+      protocol: "default" (the rules above) or "official" (the official CSRA evaluation
+        code, see :mod:`csra_jax.metrics_official`; same keys).
 
     Returns:
       dict with ``mAP``, ``CP``, ``CR``, ``CF1``, ``OP``, ``OR``, ``OF1``, the same six
       with suffix ``_top{k}`` (floats, percent), ``AP`` (per-class array, percent, NaN
       for classes without non-ignored positives) and ``classes_without_positives``
-      (list of class indices). Classes without positives are left out of mAP and of the
+      (list of class indices), and ``protocol`` (which protocol produced the numbers).
+      Classes without positives are left out of mAP and of the
       per-class averages CP/CR (recall is undefined for them); their false positives
       still count in OP. A class with no predicted positives has precision 0 (official
       convention). F1 values are computed from the averaged P and R, as in the paper's
       references.
     """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    if protocol == "official" and ties is not None:
+        raise ValueError("protocol='official' orders tied scores as the official code "
+                         "(numpy's default argsort); leave ties unset")
     scores, targets, valid = _check_inputs(scores, targets, ignore)
     if not (isinstance(top_k, (int, np.integer)) and top_k >= 1):
         raise ValueError(f"top_k must be a positive int, got {top_k!r}")
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold is a probability and must be in [0, 1], got {threshold}")
+    if protocol == "official":
+        return _official_metrics(scores, targets, valid, threshold, scores_are_logits, top_k)
     n, c = scores.shape
 
-    ap = average_precision(scores, targets, ~valid, ties=ties)
+    ap = average_precision(scores, targets, ~valid, ties=ties or "threshold")
     has_pos = ~np.isnan(ap)
     result: dict[str, Any] = {
         "mAP": float(100.0 * ap[has_pos].mean()) if has_pos.any() else math.nan,
@@ -215,8 +239,7 @@ def multilabel_metrics(
     result.update(_prf(above, targets, valid, has_pos))
 
     k = min(top_k, c)
-    masked = np.where(valid, scores, -np.inf)
-    top_idx = np.argsort(-masked, axis=1, kind="stable")[:, :k]
+    top_idx = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     in_top = np.zeros((n, c), dtype=bool)
     np.put_along_axis(in_top, top_idx, True, axis=1)
     top = _prf(in_top & above, targets, valid, has_pos)
@@ -224,6 +247,25 @@ def multilabel_metrics(
 
     result["AP"] = 100.0 * ap
     result["classes_without_positives"] = np.flatnonzero(~has_pos).tolist()
+    result["protocol"] = "default"
+    return result
+
+
+def _official_metrics(scores, targets, valid, threshold, scores_are_logits, top_k):
+    probs = metrics_official.float32_probabilities(scores, scores_are_logits)
+    ap = metrics_official.average_precision(probs, targets, valid)
+    has_pos = ~np.isnan(ap)
+    result: dict[str, Any] = {
+        "mAP": float(100.0 * ap[has_pos].mean()) if has_pos.any() else math.nan,
+    }
+    pr = metrics_official.precision_recall(probs, targets, ~valid, threshold)
+    result.update({k: float(100.0 * v) for k, v in pr.items()})
+    top = metrics_official.precision_recall(
+        metrics_official.top_k_scores(probs, top_k), targets, ~valid, threshold)
+    result.update({f"{k}_top{top_k}": float(100.0 * v) for k, v in top.items()})
+    result["AP"] = 100.0 * ap
+    result["classes_without_positives"] = np.flatnonzero(~has_pos).tolist()
+    result["protocol"] = "official"
     return result
 
 

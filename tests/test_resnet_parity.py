@@ -65,6 +65,10 @@ def test_train_mode_batch_norm_matches_torch():
     stats = updates["batch_stats"]["backbone"]
     np.testing.assert_allclose(stats["layer4_1"]["bn2"]["mean"],
                                ref.layer4[1].bn2.running_mean.numpy(), rtol=1e-4, atol=1e-5)
-    # torch folds the unbiased batch variance into running_var, Flax the biased one: a
-    # factor n/(n-1) on the update (n = 4*32*32 here, 2.4e-4), far below training noise.
-    np.testing.assert_allclose(stats["bn1"]["var"], ref.bn1.running_var.numpy(), rtol=1e-3)
+    # torch folds the unbiased batch variance (x n/(n-1)) into running_var and so do we;
+    # flax.linen.BatchNorm's biased update is 2.4e-5 (bn1, n = 4*32*32) to 0.6% (layer4,
+    # n = 4*2*2) off.
+    for name, ours, theirs in (("bn1", stats["bn1"], ref.bn1),
+                               ("layer4_1/bn2", stats["layer4_1"]["bn2"], ref.layer4[1].bn2)):
+        np.testing.assert_allclose(ours["var"], theirs.running_var.numpy(), rtol=2e-6,
+                                   err_msg=name)

@@ -36,6 +36,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from csra_jax.models.batch_norm import BatchNorm
 from csra_jax.models.gap import GAPHead
 
 GATES = ("softmax", "sigmoid")
@@ -146,9 +147,9 @@ class AttendRectifyHead(nn.Module):
         pooled = jnp.mean(last.astype(jnp.float32), axis=(1, 2))
         gates = nn.Dense(self.attention_depth + 1, use_bias=False, kernel_init=_kaiming_normal,
                          name="gate", **kw)(pooled.astype(self.dtype))
-        gates = jnp.tanh(nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                                      dtype=jnp.float32, param_dtype=self.param_dtype,
-                                      name="gate_bn")(gates.astype(jnp.float32)))
+        gates = jnp.tanh(BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                                   dtype=jnp.float32, param_dtype=self.param_dtype,
+                                   name="gate_bn")(gates.astype(jnp.float32)))
         if self.gate == "softmax":
             gamma = jax.nn.softmax(gates, axis=-1)
         else:

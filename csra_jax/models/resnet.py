@@ -23,6 +23,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from csra_jax.models.batch_norm import BatchNorm
+
 # torchvision: kaiming_normal_(mode="fan_out", nonlinearity="relu"), untruncated.
 _conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
@@ -74,9 +76,9 @@ def _conv(features, kernel, stride, pad, dtype, param_dtype, name, impl="xla"):
 
 
 def _bn(train, dtype, param_dtype, name):
-    # Flax momentum 0.9 == torch momentum 0.1; eps as torchvision.
-    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                        dtype=dtype, param_dtype=param_dtype, name=name)
+    # Flax momentum 0.9 == torch momentum 0.1; eps and running-variance update as torch.
+    return BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                     dtype=dtype, param_dtype=param_dtype, name=name)
 
 
 class BasicBlock(nn.Module):

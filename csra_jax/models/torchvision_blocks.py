@@ -45,8 +45,9 @@ def conv2d(features: int, kernel: int, stride: int, dtype: Any, param_dtype: Any
 def conv_norm_act(x: jax.Array, features: int, kernel: int, stride: int, train: bool,
                   name: str, *, activation: Optional[Callable] = None, groups: int = 1,
                   dtype: Any = jnp.float32, param_dtype: Any = jnp.float32) -> jax.Array:
-    """Conv2dNormActivation (BatchNorm eps 1e-5, torch momentum 0.1); call inside a
-    compact method: the conv and BN become ``<name>_0`` / ``<name>_1`` of that module."""
+    """Conv2dNormActivation (BatchNorm eps 1e-5, torch momentum 0.1 and running-variance
+    update); call inside a compact method: the conv and BN become ``<name>_0`` /
+    ``<name>_1`` of that module."""
     x = conv2d(features, kernel, stride, dtype, param_dtype, f"{name}_0", groups)(x)
     x = _bn(train, dtype, param_dtype, f"{name}_1")(x)
     return x if activation is None else activation(x)

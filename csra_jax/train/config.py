@@ -95,6 +95,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval_every_epochs = 1
     c.log_every_steps = 20
     c.threshold = 0.5
+    c.eval = ml_collections.ConfigDict()
+    c.eval.protocol = "default"      # or "official": the official CSRA evaluation code
     c.lambda_sweep_lams = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
     c.compilation_cache_dir = "~/.cache/csra_jax/xla"
     c.max_steps = -1                 # stop early (tests, smoke runs); -1: run all epochs
@@ -167,6 +169,9 @@ def validate_config(c: ml_collections.ConfigDict, device_count: int, process_cou
     _check(c.on_damaged_checkpoint in ("fallback", "stop"),
            f"on_damaged_checkpoint={c.on_damaged_checkpoint!r}; valid: fallback, stop")
     _check(0 < c.threshold < 1, f"threshold={c.threshold} must be in (0, 1)")
+    from csra_jax.metrics import PROTOCOLS
+    _check(c.eval.protocol in PROTOCOLS,
+           f"eval.protocol={c.eval.protocol!r}; valid: {', '.join(PROTOCOLS)}")
     if c.mode == "lambda_sweep":
         _check(c.model.head == "gap", "mode=lambda_sweep scores a trained head='gap' model; "
                f"model.head is {c.model.head!r}")

@@ -69,12 +69,20 @@ def gather_ids(ids: Dict[int, str], workdir: str, tag: str) -> Dict[int, str]:
     return merged
 
 
-def score(results: dict, task: str, threshold: float) -> dict:
+def score(results: dict, task: str, threshold: float, protocol: str = "default") -> dict:
+    """Metrics of the collected results; ``protocol`` ("default" | "official") picks the
+    multi-label evaluation rules (see ``csra_jax.metrics``)."""
     if task == "single_label":
         return metrics_lib.single_label_metrics(results["logits"],
                                                 np.argmax(results["labels"], axis=-1))
     return metrics_lib.multilabel_metrics(results["logits"], results["labels"],
-                                          ignore=results["ignore"], threshold=threshold)
+                                          ignore=results["ignore"], threshold=threshold,
+                                          protocol=protocol)
+
+
+def metric_prefix(protocol: str) -> str:
+    """metrics.jsonl / TensorBoard prefix: ``eval/mAP`` (default), ``eval/official/mAP``."""
+    return "eval/" if protocol == "default" else f"eval/{protocol}/"
 
 
 def save_predictions(path: str, results: dict, ids: Dict[int, str],
@@ -103,26 +111,31 @@ def write_voc_comp2(out_dir: str, results: dict, ids: Dict[int, str],
 def summary_line(m: dict, task: str) -> str:
     if task == "single_label":
         return f"top1 {m['top1']:.2f}  top5 {m['top5']:.2f}"
-    return ("mAP {mAP:.2f}  CP {CP:.1f} CR {CR:.1f} CF1 {CF1:.1f}  OP {OP:.1f} OR {OR:.1f} "
+    line = ("mAP {mAP:.2f}  CP {CP:.1f} CR {CR:.1f} CF1 {CF1:.1f}  OP {OP:.1f} OR {OR:.1f} "
             "OF1 {OF1:.1f}  | top3 CF1 {CF1_top3:.1f} OF1 {OF1_top3:.1f}").format(**m)
+    return f"{line}  [{m['protocol']} protocol]" if "protocol" in m else line
 
 
-def lambda_sweep(results: dict, lams: Sequence[float], threshold: float) -> dict:
+def lambda_sweep(results: dict, lams: Sequence[float], threshold: float,
+                 protocol: str = "default") -> dict:
     """mean + lam * max for each lam; returns {lam: metrics} and the Table-1 row."""
     rows = {}
     for lam in lams:
         logits = results["mean"] + lam * results["max"]
         rows[float(lam)] = metrics_lib.multilabel_metrics(
-            logits, results["labels"], ignore=results["ignore"], threshold=threshold)
+            logits, results["labels"], ignore=results["ignore"], threshold=threshold,
+            protocol=protocol)
     base = rows.get(0.0) or metrics_lib.multilabel_metrics(
-        results["mean"], results["labels"], ignore=results["ignore"], threshold=threshold)
+        results["mean"], results["labels"], ignore=results["ignore"], threshold=threshold,
+        protocol=protocol)
     best_lam = max(rows, key=lambda l: rows[l]["mAP"])
     return {"per_lam": rows, "baseline_mAP": base["mAP"], "best_lam": best_lam,
-            "best_mAP": rows[best_lam]["mAP"], "gain": rows[best_lam]["mAP"] - base["mAP"]}
+            "best_mAP": rows[best_lam]["mAP"], "gain": rows[best_lam]["mAP"] - base["mAP"],
+            "protocol": protocol}
 
 
 def lambda_sweep_table(sweep: dict) -> str:
-    lines = ["lam      mAP"]
+    lines = [f"lam      mAP  [{sweep.get('protocol', 'default')} protocol]"]
     lines += [f"{lam:<8g} {m['mAP']:.2f}" for lam, m in sweep["per_lam"].items()]
     lines.append(f"baseline {sweep['baseline_mAP']:.2f} | best lam {sweep['best_lam']:g}: "
                  f"{sweep['best_mAP']:.2f} ({sweep['gain']:+.2f})")

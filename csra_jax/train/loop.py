@@ -223,18 +223,20 @@ class Experiment:
             where = eval_lib.write_voc_comp2(out_dir, results, ids, self.class_names)
             _print(f"VOC2012 test has no public labels; wrote server files to {where}")
             return {}
-        m = eval_lib.score(results, self.config.task, self.config.threshold)
+        protocol = self.config.eval.protocol
+        m = eval_lib.score(results, self.config.task, self.config.threshold, protocol)
         if "AP" in m:
             table = format_ap_table(m["AP"] / 100.0, self.class_names)
             with open(os.path.join(out_dir, f"ap_table_step{step}.txt"), "w") as f:
                 f.write(table + "\n")
-            _print(table)
+            _print(f"per-class AP [{protocol} protocol]\n{table}")
             if m.get("classes_without_positives"):
                 _print(f"note: {len(m['classes_without_positives'])} classes have no positives "
                        "in this split and are left out of mAP")
         _print(f"[eval step {step}] {len(results['index'])} images in {elapsed:.1f}s  "
                + eval_lib.summary_line(m, self.config.task))
-        self.writer.write(step, {k: v for k, v in m.items() if np.isscalar(v)}, prefix="eval/")
+        self.writer.write(step, {k: v for k, v in m.items() if np.isscalar(v)},
+                          prefix=eval_lib.metric_prefix(protocol))
         return m
 
     def lambda_sweep(self) -> dict:
@@ -242,10 +244,11 @@ class Experiment:
         it = eval_iterator(self.config, self.info, self.mesh, with_ids=False)
         results, _ = eval_lib.collect(make_sweep_step(self.model, self.mesh), variables, it)
         sweep = eval_lib.lambda_sweep(results, self.config.lambda_sweep_lams,
-                                      self.config.threshold)
+                                      self.config.threshold, self.config.eval.protocol)
         _print("training-free lambda sweep (score = mean + lam * max):\n"
                + eval_lib.lambda_sweep_table(sweep))
-        self.writer.write(step, {f"sweep/mAP_lam{lam:g}": m["mAP"]
+        prefix = eval_lib.metric_prefix(self.config.eval.protocol).replace("eval/", "sweep/")
+        self.writer.write(step, {f"{prefix}mAP_lam{lam:g}": m["mAP"]
                                  for lam, m in sweep["per_lam"].items()})
         return sweep
 
