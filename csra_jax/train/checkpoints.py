@@ -281,5 +281,15 @@ class Checkpoints:
         self.best.wait_until_finished()
 
     def close(self) -> None:
-        self.latest.close()
-        self.best.close()
+        """Closes both managers even when a save failed (that error is raised after), so
+        no orbax thread outlives the run."""
+        error = None
+        for mngr in (self.latest, self.best):
+            for _ in range(2):  # a failed save raises once from the wait inside close()
+                try:
+                    mngr.close()
+                    break
+                except Exception as e:  # pylint: disable=broad-except
+                    error = error or e
+        if error is not None:
+            raise error

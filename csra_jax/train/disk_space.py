@@ -12,6 +12,7 @@ import errno
 import logging
 import os
 import shutil
+import sys
 from typing import Optional
 
 from etils import epath
@@ -119,8 +120,25 @@ class _DropDiskFullRecords(logging.Filter):
 _FILTER = _DropDiskFullRecords()
 
 
+def _is_closed_loop_echo(unraisable) -> bool:
+    """After one write of a save fails, orbax closes that save's event loop while
+    tensorstore still completes the other writes; each then reports 'Event loop is
+    closed' as an unraisable error (dozens of tracebacks saying nothing new)."""
+    return (unraisable.exc_type is RuntimeError
+            and str(unraisable.exc_value) == "Event loop is closed")
+
+
 def quiet_disk_full_logs() -> None:
     for name in ("absl", "orbax"):
         logger = logging.getLogger(name)
         if _FILTER not in logger.filters:
             logger.addFilter(_FILTER)
+    previous = sys.unraisablehook
+    if getattr(previous, "_csra_quiet", False):
+        return
+
+    def hook(unraisable):
+        if not _is_closed_loop_echo(unraisable):
+            previous(unraisable)
+    hook._csra_quiet = True
+    sys.unraisablehook = hook
