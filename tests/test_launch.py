@@ -239,7 +239,7 @@ def test_tpu_runs_the_steps_through_gcloud(tmp_path):
     assert any("pip install" in a for a in got[4]) and any("csra_jax.main" in a for a in got[5])
     with tarfile.open(f"{calls}.tgz") as tf:
         names = set(tf.getnames())
-    assert {"setup.py", "csra_jax/main.py", "configs/demo.py", "launch/tpu_vm.sh"} <= names
+    assert {"pyproject.toml", "csra_jax/main.py", "configs/demo.py", "launch/tpu_vm.sh"} <= names
     assert not any(n.startswith((".venv/", ".git/")) or "__pycache__" in n for n in names)
 
 

@@ -3,6 +3,9 @@
     python -m csra_jax.convert --source csra --arch resnet101 --num-classes 80 \
         --num-heads 4 --lam 0.5 IN.pth OUT_DIR
 
+``--sha256 HEX`` first checks IN against the digest its publisher gives (all 64 hex
+digits, or a prefix of at least 8 such as the one in torchvision file names).
+
 OUT_DIR then holds ``model.json`` and ``variables/``; restore with
 ``csra_jax.convert.load_converted(OUT_DIR)`` or point a config's ``init_checkpoint`` at it.
 """
@@ -12,9 +15,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+import jax
+
 from csra_jax.convert.converted_checkpoint import save_converted
+from csra_jax.convert.sha256 import check_sha256
 from csra_jax.convert.state_dict_io import load_state_dict
-from csra_jax.convert.torch_to_flax import SOURCES, convert_state_dict
+from csra_jax.convert.torch_to_flax import SOURCES, _example_input, convert_state_dict
 from csra_jax.models.classifier import available_archs, create_model
 
 
@@ -28,6 +34,8 @@ def parse_args(argv):
     p.add_argument("--num-heads", type=int, default=1)
     p.add_argument("--lam", type=float, default=0.1)
     p.add_argument("--img-size", type=int, default=448)
+    p.add_argument("--sha256", default="", metavar="HEX",
+                   help="expected sha256 of the input file (full or >= 8-digit prefix)")
     p.add_argument("input", help=".pth/.pt/.safetensors state_dict")
     p.add_argument("out_dir", help="directory to create (must not hold a checkpoint)")
     return p.parse_args(argv)
@@ -40,8 +48,15 @@ def main(argv=None) -> int:
     if args.head == "csra":
         model_kwargs.update(num_heads=args.num_heads, lam=args.lam)
     try:
+        if args.sha256:
+            check_sha256(args.input, args.sha256)
         model = create_model(**model_kwargs)
-        variables, report = convert_state_dict(load_state_dict(args.input), model, args.source)
+        # An official CSRA file fills every leaf (a gap is an error), so shapes are enough
+        # as the template, and model.init (a whole-network compile) is skipped.
+        template = (jax.eval_shape(model.init, jax.random.key(0), _example_input(model))
+                    if args.source == "csra" else None)
+        variables, report = convert_state_dict(load_state_dict(args.input), model, args.source,
+                                               init_variables=template)
         out = save_converted(args.out_dir, variables, model_kwargs)
     except (ValueError, FileNotFoundError, FileExistsError, ImportError) as e:
         where = "" if args.input in str(e) else f"{args.input}: "

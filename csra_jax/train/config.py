@@ -51,6 +51,7 @@ def base_config() -> ml_collections.ConfigDict:
     # written by `python -m csra_jax.convert` (init_source="converted").
     c.init_checkpoint = ""
     c.init_source = ""
+    c.init_checkpoint_sha256 = ""  # checked before loading: 64 hex digits or a >= 8 prefix
     c.require_pretrained = True    # the demo trains from scratch on purpose
 
     c.data = ml_collections.ConfigDict()
@@ -132,6 +133,14 @@ def validate_config(c: ml_collections.ConfigDict, device_count: int, process_cou
            f"model.conv_impl={c.model.conv_impl!r}; valid: {', '.join(CONV_IMPLS)}")
     _check(c.init_source in INIT_SOURCES,
            f"init_source={c.init_source!r}; valid: {', '.join(map(repr, INIT_SOURCES))}")
+    if c.init_checkpoint_sha256:
+        from csra_jax.convert.sha256 import normalize_sha256
+        try:
+            normalize_sha256(c.init_checkpoint_sha256)
+        except ValueError as e:
+            raise ValueError(f"invalid config: init_checkpoint_{e}") from None
+        _check(bool(c.init_checkpoint), "init_checkpoint_sha256 is set but init_checkpoint "
+               "is empty")
     _check(not c.init_checkpoint or c.init_source,
            "init_checkpoint is set but init_source is empty; say which format it is "
            "(torchvision, timm, csra, converted)")

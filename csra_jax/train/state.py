@@ -76,6 +76,9 @@ def load_pretrained(config: ml_collections.ConfigDict, model: Classifier,
             f"init_checkpoint {path!r} does not exist; download the pretrained weights "
             "(README: 'Pretrained weights') or fix --config.init_checkpoint.")
     from csra_jax.convert import load_converted, load_torch_weights
+    if config.get("init_checkpoint_sha256"):
+        from csra_jax.convert.sha256 import check_sha256
+        check_sha256(path, config.init_checkpoint_sha256)
     if config.init_source == "converted":
         _, pretrained = load_converted(path)
         return _merge_pretrained(variables, pretrained, path)
