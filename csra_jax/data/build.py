@@ -64,15 +64,22 @@ def build_cleanly(name: str, data_dir: str, manual_dir=None, **kwargs):
     dataset at a time (a second one would find the first's files half written)."""
     import fcntl
     root = epath.Path(data_dir).expanduser() / name
+    created = not root.exists()
     root.mkdir(parents=True, exist_ok=True)
-    with open(root / BUILD_LOCK, "a+") as lock:
-        try:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise DataError(root, f"another build of {name} is running here.",
-                            "Wait for it to finish.") from None
-        remove_incomplete(data_dir, name)
-        return registry.build_dataset(name, data_dir, manual_dir, **kwargs)
+    try:
+        with open(root / BUILD_LOCK, "a+") as lock:
+            try:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                raise DataError(root, f"another build of {name} is running here.",
+                                "Wait for it to finish.") from None
+            remove_incomplete(data_dir, name)
+            return registry.build_dataset(name, data_dir, manual_dir, **kwargs)
+    except BaseException:
+        # A build refused before writing anything (e.g. a bad config value) leaves no trace.
+        if created and [p.name for p in root.iterdir()] == [BUILD_LOCK]:
+            root.rmtree()
+        raise
 
 
 _KINDS = {"int": "a whole number", "float": "a number", "bool": "true or false",
