@@ -49,7 +49,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_MODELS = "resnet101/csra1,resnet101/csra8,resnet101/gap,vit_b16/csra1"
 QUICK_MODELS = "resnet18/csra1,vit_tiny/csra1"
-# Temperatures per head count (DESIGN.md): the last head of H>1 is T=inf (max-pooling).
+# Temperatures per head count (the paper's settings): the last head of H>1 is T=inf (max-pooling).
 TEMPERATURES = {1: (1.0,), 2: (1.0, math.inf), 4: (1.0, 2.0, 4.0, math.inf),
                 6: (1.0, 2.0, 3.0, 4.0, 5.0, math.inf),
                 8: (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, math.inf)}

@@ -1,7 +1,7 @@
-"""configs/: every file loads and validates, paper rows match DESIGN.md, bad values fail.
+"""configs/: every file loads and validates, paper rows match the paper's settings, bad values fail.
 
-The expected settings below are typed in from DESIGN.md ("Per-run head settings", "Paper
-settings", "Paper mAPs") and the paper's Sec. 4 text (WIDER batch 64), not read from the
+The expected settings below are typed in from the paper (per-run head settings, training
+settings, reported mAPs, the official release's commands) and its Sec. 4 text (WIDER batch 64), not read from the
 config files, so a wrong edit to a config fails here.
 """
 
