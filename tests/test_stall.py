@@ -97,6 +97,7 @@ def _run(tmp_path, data_dir, capsys, **overrides):
                                           "model.lam": 0.1, "batch_size": 16,
                                           "num_epochs": 10, "log_every_steps": 4,
                                           "stall_check_steps": 32, "mode": "train",
+                                          "optim.schedule": "cosine", "optim.lr_backbone": 0.1,
                                           "checkpoint_every_steps": 1000, **overrides})
     loop.run(config, workdir)
     out = capsys.readouterr()

@@ -99,7 +99,7 @@ class StallDetector:
             return None
         self.fired = True
         return (f"warning: training has stalled: after {step} steps the loss ({recent:.4f}, "
-                f"mean of the last {len(self._losses)} logged) is within "
-                f"{100 * self.margin:g}% of the label-prior entropy ({h:.4f}), the loss of "
+                f"mean of the last {len(self._losses)} logged) is not {100 * self.margin:g}% below "
+                f"the label-prior entropy ({h:.4f}), the loss of "
                 "predicting each class's training frequency for every image; the model has "
                 f"not started learning from the images. {ADVICE}")
