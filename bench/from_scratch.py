@@ -80,14 +80,14 @@ def run_cell(args, variant: str, head: str) -> dict:
     preds = sorted(glob.glob(os.path.join(workdir, "eval", "predictions_step*.npz")))[-1]
     p = np.load(preds)
     logits, labels = p["logits"], p["labels"]
-    spe = out["step"] if not train else None
+    # the first logged loss after one epoch of the 2,000-image sets
     epoch1 = next((r["train/loss"] for r in train if r["step"] >= 2000 // config.batch_size), None)
     h = prior_entropy(labels.mean(0))
     return {"variant": variant, "head": head, "mAP": float(out.get("mAP", float("nan"))),
             "loss_ep1": epoch1, "loss_end": train[-1]["train/loss"] if train else None,
             "H": h, "pos_share": float((logits > 0).any(1).mean()),
             "stalled": any("train/stall" in r for r in records), "wall_s": wall,
-            "steps": out["step"], "spe": spe}
+            "steps": out["step"]}
 
 
 def main(argv=None) -> int:
