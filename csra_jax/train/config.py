@@ -101,6 +101,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.lambda_sweep_lams = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
     c.compilation_cache_dir = "~/.cache/csra_jax/xla"
     c.max_steps = -1                 # stop early (tests, smoke runs); -1: run all epochs
+    # Stall detector: one warning if the loss is still within stall_margin (relative) of
+    # the label-prior entropy after stall_check_steps steps (0 = off).
+    c.stall_check_steps = 1000
+    c.stall_margin = 0.05
     c.lock()
     return c
 
@@ -181,6 +185,10 @@ def validate_config(c: ml_collections.ConfigDict, device_count: int, process_cou
     from csra_jax.metrics import PROTOCOLS
     _check(c.eval.protocol in PROTOCOLS,
            f"eval.protocol={c.eval.protocol!r}; valid: {', '.join(PROTOCOLS)}")
+    _check(isinstance(c.stall_check_steps, int) and c.stall_check_steps >= 0,
+           f"stall_check_steps={c.stall_check_steps!r} must be an int >= 0 (0 = off)")
+    _check(0 < c.stall_margin < 1, f"stall_margin={c.stall_margin} must be in (0, 1) "
+           "(relative distance to the label-prior entropy)")
     if c.mode == "lambda_sweep":
         _check(c.model.head == "gap", "mode=lambda_sweep scores a trained head='gap' model; "
                f"model.head is {c.model.head!r}")

@@ -27,6 +27,7 @@ from csra_jax.train.config import validate_config
 from csra_jax.train.metric_writer import MetricWriter
 from csra_jax.train.optimizer import create_optimizer
 from csra_jax.train.run_lock import RunLock, WorkdirLockedError
+from csra_jax.train.stall import StallDetector
 from csra_jax.train.state import (abstract_train_state, create_train_state, model_from_config,
                                   state_variables)
 from csra_jax.train.steps import (make_eval_step, make_mesh, make_sweep_step, make_train_step,
@@ -179,6 +180,7 @@ class Experiment:
         self.writer = MetricWriter(self.workdir)
         self.eval_step = make_eval_step(self.model, self.mesh)
         self.with_ids = True
+        self.stall = StallDetector.from_config(config)
 
     # ----------------------------------------------------------------- state
     def abstract_state(self):
@@ -282,13 +284,15 @@ class Experiment:
                                     self.steps_per_epoch)
                 window_start, window_steps = time.time(), 0
                 while step < epoch_end:
-                    state, metrics = train_step(state, next(it))
+                    batch = next(it)
+                    state, metrics = train_step(state, batch)
                     step += 1
                     window_steps += 1
                     if bar is not None:
                         bar.update(1)
                     if step % config.log_every_steps == 0 or step == epoch_end:
                         last_metrics = self._log(step, metrics, bar, window_start, window_steps)
+                        self._check_stall(step, last_metrics, batch)
                         window_start, window_steps = time.time(), 0
                     stop = preempt.requested or self.ckpts.latest.reached_preemption(step)
                     if step % config.checkpoint_every_steps == 0 or stop:
@@ -367,6 +371,12 @@ class Experiment:
                             lr=f"{scalars.get('lr_head', 0):.3g}", img_s=f"{ips:.1f}")
         self.writer.write(step, scalars, prefix="train/")
         return scalars
+
+    def _check_stall(self, step, scalars, batch) -> None:
+        warning = self.stall.observe_batch(step, scalars, batch)
+        if warning:
+            _print(warning)
+            self.writer.write(step, {"stall": 1.0, **self.stall.last}, prefix="train/")
 
     def _save(self, step, state, it, best, metrics):
         self._check_finite(step, metrics)  # never checkpoint past a non-finite step
