@@ -11,23 +11,9 @@ import orbax.checkpoint as ocp
 import pytest
 from flax import traverse_util
 
-from csra_jax.data import build_dataset
 from csra_jax.train import checksums, loop
 from csra_jax.train.checkpoints import CheckpointError
 from config_fixtures import tiny_config
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tfds")
-    build_dataset("synthetic_shapes", str(d), num_train=48, num_test=20, image_size=32,
-                  config_name="tiny")
-    return str(d)
-
-
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("xla_cache"))
 
 
 def _config(data_dir, cache_dir, **overrides):

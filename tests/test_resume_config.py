@@ -7,25 +7,11 @@ import sys
 
 import pytest
 
-from csra_jax.data import build_dataset
 from csra_jax.train import loop
 from csra_jax.train.resume_check import check_resume, write_run_config
 from config_fixtures import tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tfds")
-    build_dataset("synthetic_shapes", str(d), num_train=48, num_test=20, image_size=32,
-                  config_name="tiny")
-    return str(d)
-
-
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("xla_cache"))
 
 
 def _config(data_dir, cache_dir, **overrides):

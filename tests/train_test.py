@@ -16,7 +16,6 @@ import orbax.checkpoint as ocp
 import pytest
 from flax import traverse_util
 
-from csra_jax.data import build_dataset
 from csra_jax.train import loop
 from csra_jax.train import loss as loss_lib
 from csra_jax.train.config import base_config
@@ -27,19 +26,6 @@ from csra_jax.train.steps import (batch_sharding, make_eval_step, make_mesh, mak
 from config_fixtures import tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tfds")
-    build_dataset("synthetic_shapes", str(d), num_train=48, num_test=20, image_size=32,
-                  config_name="tiny")
-    return str(d)
-
-
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("xla_cache"))
 
 
 def _cli(workdir, data_dir, cache_dir, *extra):
