@@ -36,7 +36,6 @@ from PIL import Image
 from csra_jax.data import transforms
 from csra_jax.train import checksums
 from csra_jax.train.checkpoints import CheckpointError, make_manager
-from csra_jax.visualize import backbone_features, head_attention
 
 RUN_CONFIG = "config.json"
 SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP")
@@ -343,17 +342,15 @@ class Predictor:
         self._probs = jax.jit(lambda v, x: act(model.apply(v, x, train=False)))
 
         def with_attention(v, x):
-            features = backbone_features(model, v, x)
-            attention = head_attention(model.head, v["params"]["head"], features)
-            logits = model.head.apply({"params": v["params"]["head"]}, features)
-            return act(logits), attention
+            logits, maps = model.apply(v, x, method="logits_and_maps")
+            return act(logits), maps.attention
         self._with_attention = jax.jit(with_attention)
 
     # ---------------------------------------------------------- loaders
     @classmethod
     def from_config(cls, config, step_dir: str, class_names=None, **kwargs) -> "Predictor":
         """A training checkpoint (step dir) with the config it was trained with."""
-        from csra_jax.train.state import model_from_config
+        from csra_jax.models.from_config import model_from_config
         num_classes = checkpoint_num_classes(step_dir)
         model = model_from_config(config, num_classes)
         variables = restore_variables(step_dir, model, config.data.image_size)
@@ -386,9 +383,10 @@ class Predictor:
                        **kwargs) -> "Predictor":
         """A directory written by ``python -m csra_jax.convert`` (model.json + variables/).
 
-        Defaults: S = model.json's img_size (448 if absent); normalization "vit" for ViTs,
-        "imagenet" for MobileNet/EfficientNet (torchvision's weights), else "resnet"
-        ([0, 1], as the official CSRA ResNets).
+        Defaults: S = model.json's img_size (448 if absent); the normalisation the arch's
+        weights expect (its ``BackboneSpec.normalization``: "vit" for ViTs, "imagenet" for
+        MobileNet/EfficientNet, torchvision's weights; "resnet", [0, 1], for the official
+        CSRA ResNets).
         """
         from csra_jax.convert import load_converted
         path = os.path.expanduser(path)
@@ -400,10 +398,8 @@ class Predictor:
         if image_size is None:
             image_size = meta.get("img_size", 448)
         if normalization is None:
-            arch = str(meta.get("arch", ""))
-            normalization = ("vit" if arch.startswith("vit") else
-                             "imagenet" if arch.startswith(("mobilenet", "efficientnet")) else
-                             "resnet")
+            from csra_jax.models.registry import backbone_spec
+            normalization = backbone_spec(meta["arch"]).normalization
         return cls(model, variables, image_size, normalization, class_names, **kwargs)
 
     # ---------------------------------------------------------- inputs

@@ -1,5 +1,7 @@
-"""Where each class looks: CSRA attention maps (paper Eq. 2, Fig. 4) and overlays.
+"""Where each class looks: the heads' class maps (CSRA attention, paper Eq. 2, Fig. 4)
+and overlays.
 
+Every head exposes its maps through ``class_maps`` (``csra_jax.models.head.ClassMaps``).
 For a CSRA head the map of class i is the attention the head pools with,
 
     score_k = x_k · m_i / ||m_i||          (the first head's classifier m_i)
@@ -17,34 +19,27 @@ upsampled bilinearly to the image size and min-max stretched for display.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from typing import Sequence
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from csra_jax.models.csra import CSRAHead, resolve_temperatures
-from csra_jax.models.gap import GAPHead, class_score_map
+from csra_jax.models.csra import attention_weights, class_scores
+from csra_jax.models.gap import class_score_map
+from csra_jax.models.head import min_max_per_class
 
 
 # ------------------------------------------------------------------- the maps
 def csra_attention(features, kernel, temperature: float = 1.0, normalize: bool = True):
     """Attention scores s_k^i: (B, h, w, d) features, (d, C) kernel -> (B, C, h, w)."""
     features = jnp.asarray(features, jnp.float32)
-    kernel = jnp.asarray(kernel, jnp.float32)
-    if normalize:
-        kernel = kernel / jnp.linalg.norm(kernel, axis=0, keepdims=True)
     b, h, w, _ = features.shape
-    score = jnp.einsum("bhwd,dc->bchw", features, kernel).reshape(b, -1, h * w)
-    if math.isfinite(temperature):
-        att = jax.nn.softmax(temperature * score, axis=-1)
-    else:  # the T -> inf limit: all weight on the max position
-        att = jax.nn.one_hot(jnp.argmax(score, axis=-1), h * w, dtype=jnp.float32)
-    return att.reshape(b, -1, h, w)
+    score = class_scores(features, jnp.asarray(kernel, jnp.float32)[None], normalize)[:, 0]
+    att = attention_weights(score, temperature)  # (B, h*w, C)
+    return att.transpose(0, 2, 1).reshape(b, -1, h, w)
 
 
 def class_activation_map(features, kernel, bias):
@@ -52,21 +47,15 @@ def class_activation_map(features, kernel, bias):
     b, h, w, _ = features.shape
     cam = class_score_map(jnp.asarray(features, jnp.float32), jnp.asarray(kernel, jnp.float32),
                           jnp.asarray(bias, jnp.float32))  # (B, h*w, C)
-    cam = cam.transpose(0, 2, 1).reshape(b, -1, h, w)
-    lo = cam.min(axis=(2, 3), keepdims=True)
-    hi = cam.max(axis=(2, 3), keepdims=True)
-    return (cam - lo) / jnp.maximum(hi - lo, 1e-12)
+    return min_max_per_class(cam.reshape(b, h, w, -1))
 
 
-def head_attention(head, head_params, features):
-    """The map of ``head`` (a CSRAHead or GAPHead module) on backbone features."""
-    if isinstance(head, CSRAHead):
-        temperature = resolve_temperatures(head.num_heads, head.temperatures)[0]
-        return csra_attention(features, head_params["kernel"][0], temperature, head.normalize)
-    if isinstance(head, GAPHead):
-        return class_activation_map(features, head_params["kernel"], head_params["bias"])
-    raise TypeError(f"no attention map for head {type(head).__name__}; "
-                    "expected CSRAHead or GAPHead.")
+def head_attention(head, head_variables, features):
+    """The map (B, C, h, w) of any head module on backbone features; ``head_variables``
+    is its params, or ``{"params", ...}`` for a head with statistics."""
+    if "params" not in head_variables:
+        head_variables = {"params": head_variables}
+    return head.apply(head_variables, features, method="class_maps").attention
 
 
 def backbone_features(model, variables, images):
@@ -79,8 +68,8 @@ def attention_maps(model, variables, images) -> np.ndarray:
 
     ``csra_jax.inference.Predictor.attention_maps`` does the resizing/normalising too.
     """
-    features = backbone_features(model, variables, jnp.asarray(images))
-    return np.asarray(head_attention(model.head, variables["params"]["head"], features))
+    maps = model.apply(variables, jnp.asarray(images), method="class_maps")
+    return np.asarray(maps.attention)
 
 
 # ------------------------------------------------------------------ drawing

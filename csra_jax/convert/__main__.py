@@ -22,6 +22,7 @@ from csra_jax.convert.sha256 import check_sha256
 from csra_jax.convert.state_dict_io import load_state_dict
 from csra_jax.convert.torch_to_flax import SOURCES, _example_input, convert_state_dict
 from csra_jax.models.classifier import available_archs, create_model
+from csra_jax.models.registry import available_heads
 
 
 def parse_args(argv):
@@ -30,7 +31,7 @@ def parse_args(argv):
     p.add_argument("--source", required=True, choices=SOURCES)
     p.add_argument("--arch", required=True, choices=available_archs())
     p.add_argument("--num-classes", type=int, required=True)
-    p.add_argument("--head", default="csra", choices=("csra", "gap"))
+    p.add_argument("--head", default="csra", choices=available_heads())
     p.add_argument("--num-heads", type=int, default=1)
     p.add_argument("--lam", type=float, default=0.1)
     p.add_argument("--img-size", type=int, default=448)

@@ -1,11 +1,13 @@
 """PyTorch state_dict -> Flax variables for our ResNet / MobileNet-V2 / EfficientNet / ViT
-classifiers.
+classifiers (any registered backbone with a ``torch_source``).
 
 Our module names mirror the PyTorch ones, so one rule covers every backbone key:
 ``layer1.0.downsample.0.weight`` -> ``backbone/layer1_0/downsample_0/kernel`` (a numeric
 component joins its parent with "_"); conv weights OIHW -> HWIO, linear weights are
 transposed, norm weights become ``scale``, BatchNorm running statistics go to the
-``batch_stats`` collection. Only classifier keys need per-source rules.
+``batch_stats`` collection. Only classifier keys need per-source rules: each backbone's
+registry entry names its source and classifier key; a head's ``torch_classifier`` rule
+(a GAP head takes the classifier) and the official CSRA head are below.
 
 Strict by default: every missing, unexpected or mis-shaped key is listed in one error.
 The keys we deliberately do not load are an explicit list (``KNOWN_UNUSED``).
@@ -26,11 +28,7 @@ from flax import traverse_util
 from csra_jax.convert.pos_embed import resample_pos_embed
 from csra_jax.convert.state_dict_io import load_state_dict
 from csra_jax.models.classifier import Classifier
-from csra_jax.models.csra import CSRAHead
-from csra_jax.models.efficientnet import EfficientNet
-from csra_jax.models.gap import GAPHead
-from csra_jax.models.mobilenet_v2 import MobileNetV2
-from csra_jax.models.vit import VisionTransformer
+from csra_jax.models.registry import families, spec_of
 
 SOURCES = ("torchvision", "timm", "csra")
 
@@ -48,8 +46,7 @@ KNOWN_UNUSED = (
     r"^pre_logits\.fc\.(weight|bias)$",
 )
 _CSRA_HEAD_KEY = re.compile(r"^classifier\.multi_head\.(\d+)\.head\.weight$")
-_CLASSIFIER_KEYS = {"torchvision": "fc", "timm": "head", "csra": "fc"}
-_TORCHVISION_CLASSIFIER_KEYS = {MobileNetV2: "classifier.1", EfficientNet: "classifier.1"}
+_CSRA_CLASSIFIER_KEY = "fc"  # the official CSRA ResNets carry torchvision's fc
 
 
 @dataclasses.dataclass
@@ -104,18 +101,19 @@ def _check_source(model: Classifier, source: str) -> None:
     if not isinstance(model, Classifier):
         raise ValueError("load_torch_weights needs a model from csra_jax.create_model, "
                          f"got {type(model).__name__}.")
-    is_vit = isinstance(model.backbone, VisionTransformer)
-    if source == "torchvision" and is_vit:
-        raise ValueError("source='torchvision' holds ResNet / MobileNet-V2 / EfficientNet "
-                         "weights but the model is a ViT; use source='timm' for ViT checkpoints.")
-    if source == "timm" and not is_vit:
-        raise ValueError(f"source='timm' holds ViT weights but the model is a "
-                         f"{type(model.backbone).__name__}; use source='torchvision' for "
-                         "ResNet / MobileNet-V2 / EfficientNet checkpoints.")
+    spec = spec_of(model.backbone)
+    if source != "csra" and spec.torch_source != source:
+        holds = ", ".join(sorted(f.module.__name__ for f in families().values()
+                                 if f.torch_source == source))
+        fix = (f"use source={spec.torch_source!r} for {spec.family} checkpoints"
+               if spec.torch_source else f"{spec.family} has no PyTorch source")
+        raise ValueError(f"source={source!r} holds {holds} weights but the model is a "
+                         f"{type(model.backbone).__name__}; {fix}.")
 
 
 def _example_input(model: Classifier) -> jax.Array:
-    size = model.backbone.img_size if isinstance(model.backbone, VisionTransformer) else 64
+    """A backbone built for one input size (ViT: its position embedding) gets that size."""
+    size = getattr(model.backbone, "img_size", 64)
     return jnp.zeros((1, size, size, 3), jnp.float32)
 
 
@@ -141,7 +139,7 @@ def _unused_reason(key: str, value: np.ndarray, head, source: str, classifier: s
         return "the official CSRA ResNet carries torchvision's fc but never calls it"
     if not key.startswith(classifier + "."):
         return f"not the {classifier!r} classifier this backbone has"
-    if isinstance(head, GAPHead):
+    if _takes_classifier(head):
         if value.shape[0] != head.num_classes:
             return (f"the checkpoint's classifier has {value.shape[0]} classes, the model's "
                     f"gap head {head.num_classes}; the head keeps its initialisation")
@@ -149,6 +147,16 @@ def _unused_reason(key: str, value: np.ndarray, head, source: str, classifier: s
                 "gap head; the head keeps its initialisation")
     return (f"the model's {type(head).__name__} does not use the checkpoint's classifier; "
             "the head keeps its initialisation")
+
+
+def _takes_classifier(head) -> bool:
+    """A head whose params are the twin's classifier (``kernel`` (d, C), ``bias``): GAP."""
+    return bool(getattr(head, "torch_classifier", False))
+
+
+def _is_csra_head(head) -> bool:
+    """A head the official CSRA ``classifier.multi_head.*`` kernels load into."""
+    return bool(getattr(head, "official_csra", False))
 
 
 def convert_state_dict(state_dict: Dict[str, np.ndarray], model: Classifier, source: str,
@@ -167,11 +175,10 @@ def convert_state_dict(state_dict: Dict[str, np.ndarray], model: Classifier, sou
     filled = set()
 
     head = model.head
-    gap_head = isinstance(head, GAPHead)
+    gap_head = _takes_classifier(head)
     head_kernels: Dict[int, np.ndarray] = {}
-    classifier = _CLASSIFIER_KEYS[source]
-    if source == "torchvision":
-        classifier = _TORCHVISION_CLASSIFIER_KEYS.get(type(model.backbone), classifier)
+    classifier = (_CSRA_CLASSIFIER_KEY if source == "csra"
+                  else spec_of(model.backbone).torch_classifier)
 
     def put(path, value, torch_key):
         if path not in template:
@@ -211,7 +218,7 @@ def convert_state_dict(state_dict: Dict[str, np.ndarray], model: Classifier, sou
         put(path, value, key)
 
     if source == "csra":
-        if not isinstance(head, CSRAHead):
+        if not _is_csra_head(head):
             raise ValueError(
                 f"source='csra' carries a CSRA head with {len(head_kernels)} heads but the "
                 f"model's head is {type(head).__name__}; create the model with head='csra', "

@@ -38,6 +38,8 @@ import jax.numpy as jnp
 
 from csra_jax.models.batch_norm import BatchNorm
 from csra_jax.models.gap import GAPHead
+from csra_jax.models.head import ClassMaps, Head, min_max_per_class
+from csra_jax.models.registry import HeadSpec, register_head
 
 GATES = ("softmax", "sigmoid")
 AGGREGATES = ("logits", "log_softmax")
@@ -65,7 +67,8 @@ def attention_reg(masks: jax.Array) -> jax.Array:
 
 
 class AttentionModule(nn.Module):
-    """One depth: (B, h, w, C) -> module logits o^l (B, L) and masks H (B, h, w, K)."""
+    """One depth: (B, h, w, C) -> module logits o^l (B, L), masks H (B, h, w, K) and, with
+    ``with_maps``, each position's share of o^l (B, h, w, L), which sums to o^l."""
 
     num_classes: int
     heads: int
@@ -73,7 +76,7 @@ class AttentionModule(nn.Module):
     param_dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, z: jax.Array):
+    def __call__(self, z: jax.Array, with_maps: bool = False):
         k, num_classes, c = self.heads, self.num_classes, z.shape[-1]
         shape = (3, 3, c)
         kernel = jnp.concatenate([
@@ -91,10 +94,14 @@ class AttentionModule(nn.Module):
         outputs = y[..., 2 * k:].reshape(b, h * w, k, num_classes)  # torch's (K, L) order
         head_logits = jnp.einsum("bnk,bnkl->bkl", masks, outputs)  # o_k (B, K, L)
         confidence = jax.nn.softmax(jnp.tanh(scores), axis=-1)     # g (B, K)
-        return jnp.einsum("bk,bkl->bl", confidence, head_logits), masks.reshape(b, h, w, k)
+        logits = jnp.einsum("bk,bkl->bl", confidence, head_logits)
+        if not with_maps:
+            return logits, masks.reshape(b, h, w, k)
+        share = jnp.einsum("bk,bnk,bnkl->bnl", confidence, masks, outputs)
+        return logits, masks.reshape(b, h, w, k), share.reshape(b, h, w, num_classes)
 
 
-class AttendRectifyHead(nn.Module):
+class AttendRectifyHead(Head):
     """Stage outputs (tuple of (B, h_i, w_i, C_i), shallow to deep) -> (B, L) float32.
 
     Attributes:
@@ -104,6 +111,9 @@ class AttendRectifyHead(nn.Module):
       gate: "softmax" or "sigmoid" normalisation of the global gates.
       aggregate: "logits" (multi-label, BCE) or "log_softmax" (single-label, NLL).
       reg_weight: weight of the inter-mask regulariser (authors: 1e-3); 0 disables it.
+
+    Class maps (``with_maps``): the deepest module's per-position share of its logits,
+    times the number of positions (so their mean is o^l), min-max normalised for pictures.
     """
 
     num_classes: int
@@ -121,8 +131,13 @@ class AttendRectifyHead(nn.Module):
                                      self.reg_weight)
         super().__post_init__()
 
+    @property
+    def outputs_log_probs(self) -> bool:
+        return self.aggregate == "log_softmax"
+
     @nn.compact
-    def __call__(self, stages: Sequence[jax.Array], train: bool = False) -> jax.Array:
+    def __call__(self, stages: Sequence[jax.Array], train: bool = False,
+                 with_maps: bool = False):
         if not isinstance(stages, (tuple, list)) or len(stages) < 2:
             raise ValueError("AttendRectifyHead takes the backbone's stage outputs (build the "
                              "backbone with return_stages=True; create_model does this).")
@@ -132,10 +147,14 @@ class AttendRectifyHead(nn.Module):
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         last = stages[-1]
         attached = [len(stages) - 2 - j for j in range(self.attention_depth)]  # deepest first
-        outputs, regs = [], []
+        outputs, regs, maps = [], [], None
         for i in attached:
-            logits, masks = AttentionModule(self.num_classes, self.attention_heads,
-                                            name=f"att{i}", **kw)(stages[i])
+            logits, masks, *share = AttentionModule(
+                self.num_classes, self.attention_heads, name=f"att{i}", **kw)(
+                    stages[i], with_maps=with_maps and maps is None)
+            if share:
+                scores = share[0] * (share[0].shape[1] * share[0].shape[2])
+                maps = ClassMaps(scores=scores, attention=min_max_per_class(scores))
             outputs.append(logits)
             if train and self.reg_weight:
                 regs.append(attention_reg(masks))
@@ -158,7 +177,8 @@ class AttendRectifyHead(nn.Module):
         self.sow("intermediates", "gates", gamma)
         if regs:
             self.sow("losses", "attention_reg", self.reg_weight * jnp.mean(jnp.stack(regs)))
-        return jnp.einsum("bi,bil->bl", gamma, outputs)
+        out = jnp.einsum("bi,bil->bl", gamma, outputs)
+        return (out, maps) if with_maps else out
 
 
 def validate_attend_rectify_args(num_classes, attention_depth, attention_heads, gate, aggregate,
@@ -175,3 +195,19 @@ def validate_attend_rectify_args(num_classes, attention_depth, attention_heads, 
                          f"valid: {', '.join(AGGREGATES)}.")
     if not reg_weight >= 0:
         raise ValueError(f"attend_rectify: reg_weight must be >= 0, got {reg_weight!r}.")
+
+
+def _build(num_classes, num_heads, lam, dtype, param_dtype, **options):
+    del num_heads, lam  # CSRA's
+    return AttendRectifyHead(num_classes, dtype=dtype, param_dtype=param_dtype, **options)
+
+
+register_head(HeadSpec(
+    name="attend_rectify", module=AttendRectifyHead, build=_build,
+    options=("attention_depth", "attention_heads", "gate", "aggregate", "reg_weight"),
+    config_fields={"attention_depth": "attention_depth", "attention_heads": "attention_heads",
+                   "gate": "gate", "reg_weight": "attention_reg_weight"},
+    # gate-weighted logits for BCE (multi-label), log-probabilities for NLL (single-label)
+    config_options=lambda config: {
+        "aggregate": "log_softmax" if config.task == "single_label" else "logits"},
+    reads_stages=True))

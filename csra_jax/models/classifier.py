@@ -1,29 +1,30 @@
-"""Backbone + head as one Linen module, and ``create_model`` to build it by name."""
+"""Backbone + head as one Linen module, and ``create_model`` to build it by name.
+
+Backbones and heads are looked up in ``csra_jax.models.registry``; nothing here knows
+a particular one.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict
+import dataclasses
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from csra_jax.models import efficientnet as efficientnet_lib
-from csra_jax.models import mobilenet_v2 as mobilenet_v2_lib
-from csra_jax.models import resnet as resnet_lib
-from csra_jax.models import vit as vit_lib
-from csra_jax.models.attend_rectify import AttendRectifyHead
-from csra_jax.models.csra import CSRAHead, validate_csra_args
+from csra_jax.models import registry
 from csra_jax.models.gap import GAPHead
-from csra_jax.models.small_cnn import SmallCNN
+from csra_jax.models.head import ClassMaps
 
 
 class Classifier(nn.Module):
     """images (B, H, W, 3), already normalised, NHWC -> logits (B, num_classes) float32.
 
-    Params are ``{"backbone": ..., "head": ...}``; ResNets also carry ``batch_stats``.
-    Heads that read several depths (attend-and-rectify) get the backbone's stage outputs
-    and the ``train`` flag; a head may sow auxiliary losses into the ``losses`` collection.
+    Params are ``{"backbone": ..., "head": ...}``; CNNs also carry ``batch_stats``. Every
+    head is called as ``head(features, train)``; a head that reads several depths
+    (attend-and-rectify) gets the backbone's stage outputs. A head may sow auxiliary
+    losses into the ``losses`` collection.
     """
 
     backbone: nn.Module
@@ -33,62 +34,36 @@ class Classifier(nn.Module):
     def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
         if images.ndim != 4 or images.shape[-1] != 3:
             raise ValueError(f"expected NHWC RGB images (B, H, W, 3), got shape {images.shape}.")
-        features = self.backbone(images, train=train)
-        if isinstance(self.head, AttendRectifyHead):
-            return self.head(features, train=train)
-        return self.head(features)
+        return self.head(self.backbone(images, train=train), train=train)
 
     def features(self, images: jax.Array, train: bool = False):
         """The backbone's feature map (a tuple of stage outputs for attend-and-rectify);
         ``model.apply(variables, x, method="features")``."""
         return self.backbone(images, train=train)
 
+    def class_maps(self, images: jax.Array) -> ClassMaps:
+        """The head's per-class maps in eval mode; ``method="class_maps"``."""
+        return self.head.class_maps(self.backbone(images, train=False))
 
-def _fully_convolutional(factory):
-    """A BACKBONES entry for a CNN factory ``factory(arch, **kw)``; any input size works."""
-    def build(arch, img_size, dtype, param_dtype, **kw):
-        del img_size
-        return factory(arch, dtype=dtype, param_dtype=param_dtype, **kw)
-    return build
-
-
-def _vit(arch, img_size, dtype, param_dtype, **kw):
-    return vit_lib.vit(arch, img_size=img_size, dtype=dtype, param_dtype=param_dtype, **kw)
-
-
-def _small_cnn(arch, img_size, dtype, param_dtype, **kw):
-    del arch, img_size
-    return SmallCNN(dtype=dtype, param_dtype=param_dtype, **kw)
-
-
-BACKBONES: Dict[str, Callable[..., nn.Module]] = {
-    **{name: _fully_convolutional(resnet_lib.resnet) for name in resnet_lib.ARCH_SETTINGS},
-    **{name: _fully_convolutional(mobilenet_v2_lib.mobilenet_v2)
-       for name in mobilenet_v2_lib.ARCH_SETTINGS},
-    **{name: _fully_convolutional(efficientnet_lib.efficientnet)
-       for name in efficientnet_lib.ARCH_SETTINGS},
-    **{name: _vit for name in vit_lib.ARCH_SETTINGS},
-    "small_cnn": _small_cnn,  # CPU demos and tests, not a paper backbone
-}
-HEADS = ("csra", "gap", "attend_rectify")
-
-# Keyword arguments each family of backbone understands (the rest go to the head).
-_BACKBONE_KWARGS = {
-    "resnet": {"remat", "conv_impl"},
-    "small_cnn": {"remat"},
-    "vit": {"remat", "drop_rate", "attn_drop_rate", "drop_path_rate"},
-    "mobilenet_v2": {"remat"},
-    "efficientnet": {"remat", "drop_path_rate"},  # torchvision's stochastic_depth_prob
-}
-_HEAD_KWARGS = {
-    "csra": {"temperatures", "normalize"},
-    "gap": {"max_lam"},
-    "attend_rectify": {"attention_depth", "attention_heads", "gate", "aggregate", "reg_weight"},
-}
+    def logits_and_maps(self, images: jax.Array):
+        """``(outputs, ClassMaps)`` in eval mode, from one backbone pass."""
+        return self.head(self.backbone(images, train=False), train=False, with_maps=True)
 
 
 def available_archs() -> list:
-    return sorted(BACKBONES)
+    return registry.available_archs()
+
+
+def build_backbone(arch: str, img_size: int, dtype: Any = jnp.float32,
+                   param_dtype: Any = jnp.float32, return_stages: bool = False,
+                   **options) -> nn.Module:
+    """The backbone module of ``arch`` (a public or ``<family>_tiny`` name)."""
+    spec = registry.backbone_spec(arch)
+    kwargs = dict(spec.settings(arch), dtype=dtype, param_dtype=param_dtype,
+                  return_stages=return_stages, **options)
+    if "img_size" in {f.name for f in dataclasses.fields(spec.module)}:
+        kwargs["img_size"] = img_size
+    return spec.module(**kwargs)
 
 
 def create_model(arch: str, num_classes: int, head: str = "csra", num_heads: int = 1,
@@ -97,48 +72,39 @@ def create_model(arch: str, num_classes: int, head: str = "csra", num_heads: int
     """Builds a backbone + head classifier by name.
 
     Args:
-      arch: one of ``available_archs()``.
+      arch: one of ``available_archs()`` (or a family's test-sized ``<family>_tiny``).
       num_classes: number of output classes.
-      head: "csra" (the paper's head), "gap" (average pooling + linear with bias) or
-        "attend_rectify" (gated attention modules on the backbone's stage outputs).
+      head: one of ``registry.available_heads()``: "csra" (the paper's head), "gap"
+        (average pooling + linear with bias) or "attend_rectify" (gated attention modules
+        on the backbone's stage outputs).
       num_heads, lam: CSRA's H and lambda (ignored by the other heads).
       img_size: input resolution (sizes the ViT position embedding; the CNNs accept any).
       dtype: computation dtype (e.g. jnp.bfloat16); params stay ``param_dtype``.
-      **kwargs: ``param_dtype``; backbone options ``remat`` and, for ViTs, ``drop_rate``,
-        ``attn_drop_rate``, ``drop_path_rate``, for EfficientNets ``drop_path_rate``
-        (torchvision's stochastic depth, default 0.2); CSRA ``temperatures``, ``normalize``;
-        GAP ``max_lam`` (the training-free mean + max_lam * max scoring, paper Fig. 1);
-        attend-and-rectify ``attention_depth``, ``attention_heads``, ``gate``,
-        ``aggregate``, ``reg_weight`` (see ``AttendRectifyHead``).
+      **kwargs: ``param_dtype``; the backbone's options (its ``BackboneSpec.options``:
+        ``remat``; ResNet ``conv_impl``; ViT ``drop_rate``, ``attn_drop_rate``,
+        ``drop_path_rate``; EfficientNet ``drop_path_rate``, torchvision's stochastic
+        depth, default 0.2) and the head's (``HeadSpec.options``: CSRA ``temperatures``,
+        ``normalize``; GAP ``max_lam``, the training-free mean + max_lam * max scoring,
+        paper Fig. 1; attend-and-rectify ``attention_depth``, ``attention_heads``,
+        ``gate``, ``aggregate``, ``reg_weight``, see ``AttendRectifyHead``).
     """
-    if arch not in BACKBONES:
-        raise ValueError(f"unknown arch {arch!r}; valid: {', '.join(available_archs())}.")
-    if head not in HEADS:
-        raise ValueError(f"unknown head {head!r}; valid: {', '.join(HEADS)}.")
+    spec = registry.backbone_spec(arch)
+    head_spec = registry.head_spec(head)
     if not isinstance(img_size, int) or img_size <= 0:
         raise ValueError(f"img_size must be a positive int, got {img_size!r}.")
+    if img_size % spec.input_multiple:
+        raise ValueError(f"{arch} needs img_size divisible by {spec.input_multiple_reason} "
+                         f"{spec.input_multiple}, got {img_size}.")
     param_dtype = kwargs.pop("param_dtype", jnp.float32)
-    family = next(f for f in _BACKBONE_KWARGS if arch.startswith(f))
-    if family == "vit" and img_size % 16:
-        raise ValueError(f"{arch} needs img_size divisible by the patch size 16, got {img_size}.")
-    backbone_kw = {k: kwargs.pop(k) for k in list(kwargs) if k in _BACKBONE_KWARGS[family]}
-    head_kw = {k: kwargs.pop(k) for k in list(kwargs) if k in _HEAD_KWARGS[head]}
+    backbone_kw = {k: kwargs.pop(k) for k in list(kwargs) if k in spec.options}
+    head_kw = {k: kwargs.pop(k) for k in list(kwargs) if k in head_spec.options}
     if kwargs:
-        valid = sorted(_BACKBONE_KWARGS[family] | _HEAD_KWARGS[head] | {"param_dtype"})
+        valid = sorted({*spec.options, *head_spec.options, "param_dtype"})
         raise ValueError(f"create_model({arch!r}, head={head!r}): unknown option(s) "
                          f"{sorted(kwargs)}; valid: {valid}.")
-    if head == "attend_rectify":
-        backbone_kw["return_stages"] = True
-    backbone = BACKBONES[arch](arch, img_size, dtype, param_dtype, **backbone_kw)
-    if head == "csra":
-        validate_csra_args(num_classes, num_heads, lam, head_kw.get("temperatures"))
-        head_module = CSRAHead(num_classes, num_heads=num_heads, lam=lam, dtype=dtype,
-                               param_dtype=param_dtype, **head_kw)
-    elif head == "attend_rectify":
-        head_module = AttendRectifyHead(num_classes, dtype=dtype, param_dtype=param_dtype,
-                                        **head_kw)
-    else:
-        head_module = GAPHead(num_classes, dtype=dtype, param_dtype=param_dtype, **head_kw)
+    backbone = build_backbone(arch, img_size, dtype, param_dtype,
+                              return_stages=head_spec.reads_stages, **backbone_kw)
+    head_module = head_spec.build(num_classes, num_heads, lam, dtype, param_dtype, **head_kw)
     return Classifier(backbone=backbone, head=head_module)
 
 

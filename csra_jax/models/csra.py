@@ -10,6 +10,9 @@ For each head with temperature T and class i with classifier vector m_i:
 and the heads' logits are summed. All heads' classifiers live in one stacked kernel of
 shape (H, d, C) and are evaluated by a single einsum; heads with T = inf and finite T are
 split statically, so the whole head is one fused XLA computation.
+
+``with_maps=True`` also returns the first head's class scores and attention
+softmax_k(T * score) (paper Eq. 2), the map pictures show.
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ from typing import Any, Optional, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from csra_jax.models.head import ClassMaps, Head, spatial_shape
+from csra_jax.models.registry import HeadSpec, register_head
 
 # The paper's temperature sets (official code: 99 stands for inf, i.e. max-pooling).
 PAPER_TEMPERATURES = {
@@ -108,7 +114,7 @@ def _select_heads(score: jax.Array, heads: Sequence[int]) -> jax.Array:
     return score[:, jnp.array(heads)]
 
 
-class CSRAHead(nn.Module):
+class CSRAHead(Head):
     """Class-specific residual attention head.
 
     Attributes:
@@ -123,6 +129,8 @@ class CSRAHead(nn.Module):
       param_dtype: dtype of the stacked kernel (H, d, C).
     """
 
+    official_csra = True  # the official release's classifier.multi_head.* load into kernel
+
     num_classes: int
     num_heads: int = 1
     lam: float = 0.1
@@ -136,17 +144,52 @@ class CSRAHead(nn.Module):
         super().__post_init__()
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, train: bool = False, with_maps: bool = False):
+        del train  # no dropout or BatchNorm in the head
         temps = resolve_temperatures(self.num_heads, self.temperatures)
-        x = flatten_positions(x)
         kernel = self.param("kernel", _torch_conv_init,
                             (self.num_heads, x.shape[-1], self.num_classes), self.param_dtype)
-        if self.normalize:
-            # Dividing the classifier instead of the score map: same value, (H,d,C) work
-            # instead of (B,H,N,C).
-            kernel = kernel / jnp.linalg.norm(kernel.astype(jnp.float32), axis=1,
-                                              keepdims=True).astype(kernel.dtype)
-        x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
-        score = jnp.einsum("bnd,hdc->bhnc", x, kernel,
-                           preferred_element_type=jnp.float32)
-        return csra_pool(score, temps, self.lam)
+        score = class_scores(x, kernel, self.normalize, self.dtype)
+        logits = csra_pool(score, temps, self.lam)
+        if not with_maps:
+            return logits
+        h, w = spatial_shape(x)
+        first = class_scores(x.astype(jnp.float32), kernel[:1].astype(jnp.float32),
+                             self.normalize, jnp.float32)[:, 0]          # (B, N, C)
+        attention = attention_weights(first, temps[0])
+        b, c = first.shape[0], self.num_classes
+        return logits, ClassMaps(scores=first.reshape(b, h, w, c),
+                                 attention=attention.transpose(0, 2, 1).reshape(b, c, h, w))
+
+
+def class_scores(x: jax.Array, kernel: jax.Array, normalize: bool = True,
+                 dtype: Any = jnp.float32) -> jax.Array:
+    """score[b, h, k, i] = x_k . m_i / ||m_i||: (B, h, w, d) or (B, N, d) features and a
+    stacked (H, d, C) kernel -> (B, H, N, C) float32 (einsum in ``dtype``)."""
+    x = flatten_positions(x)
+    if normalize:
+        # Dividing the classifier instead of the score map: same value, (H,d,C) work
+        # instead of (B,H,N,C).
+        kernel = kernel / jnp.linalg.norm(kernel.astype(jnp.float32), axis=1,
+                                          keepdims=True).astype(kernel.dtype)
+    x, kernel = x.astype(dtype), kernel.astype(dtype)
+    return jnp.einsum("bnd,hdc->bhnc", x, kernel, preferred_element_type=jnp.float32)
+
+
+def attention_weights(score: jax.Array, temperature: float) -> jax.Array:
+    """softmax over positions (axis 1) of T * score; T = inf: one-hot at the max, the
+    limit of the softmax and exactly the position a max-pooling head reads."""
+    if math.isfinite(temperature):
+        return jax.nn.softmax(temperature * score, axis=1)
+    return jax.nn.one_hot(jnp.argmax(score, axis=1), score.shape[1], axis=1, dtype=score.dtype)
+
+
+def _build(num_classes, num_heads, lam, dtype, param_dtype, **options):
+    validate_csra_args(num_classes, num_heads, lam, options.get("temperatures"))
+    return CSRAHead(num_classes, num_heads=num_heads, lam=lam, dtype=dtype,
+                    param_dtype=param_dtype, **options)
+
+
+register_head(HeadSpec(
+    name="csra", module=CSRAHead, build=_build, options=("temperatures", "normalize"),
+    config_fields={"temperatures": "temperatures", "normalize": "normalize"}))

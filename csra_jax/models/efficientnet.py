@@ -21,6 +21,7 @@ import jax.numpy as jnp
 from csra_jax.models.torchvision_blocks import (STAGE_STRIDES, SqueezeExcitation,
                                                 conv_norm_act, make_divisible)
 from csra_jax.models.vit import DropPath
+from csra_jax.models.registry import BackboneSpec, register_backbone
 
 ARCH_SETTINGS = {
     # name: (width_mult, depth_mult), as torchvision's efficientnet_b* builders
@@ -154,3 +155,23 @@ def efficientnet(arch: str, **kwargs) -> EfficientNet:
         raise ValueError(f"unknown EfficientNet arch {arch!r}; valid: {', '.join(ARCH_SETTINGS)}.")
     width_mult, depth_mult = ARCH_SETTINGS[arch]
     return EfficientNet(width_mult=width_mult, depth_mult=depth_mult, **kwargs)
+
+
+def _torch_twin(settings, img_size, num_classes):
+    del img_size
+    from torchvision.models import efficientnet as tv
+    setting, last_channel = tv._efficientnet_conf(
+        "efficientnet_b0", width_mult=settings["width_mult"], depth_mult=settings["depth_mult"])
+    return tv.EfficientNet(setting, dropout=0.0, last_channel=last_channel,
+                           num_classes=num_classes)
+
+
+register_backbone(BackboneSpec(
+    family="efficientnet", module=EfficientNet,
+    archs={name: {"width_mult": w, "depth_mult": d} for name, (w, d) in ARCH_SETTINGS.items()},
+    tiny={"width_mult": 0.25, "depth_mult": 0.1},
+    options=("remat", "drop_path_rate"),  # torchvision's stochastic_depth_prob
+    config_fields={"remat": "remat", "drop_path_rate": "drop_path_rate"},
+    normalization="imagenet",  # torchvision's ImageNet weights
+    stage_strides=lambda s: STAGE_STRIDES,
+    torch_source="torchvision", torch_classifier="classifier.1", torch_twin=_torch_twin))

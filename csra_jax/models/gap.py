@@ -6,7 +6,9 @@ classifier at every position, giving class score maps s_k = W^T x_k + b, and ret
     mean_k s_k + max_lam * max_k s_k
 
 ``max_lam=0`` is exactly the GAP baseline (mean_k s_k = W^T mean_k x_k + b), so a trained
-``gap`` model's variables can be re-scored for any lam without retraining.
+``gap`` model's variables can be re-scored for any lam without retraining. Its class maps
+are s_k (``scores``; the lambda sweep reads their mean and max) and the class activation
+map, s_k min-max normalised per class (``attention``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import jax
 import jax.numpy as jnp
 
 from csra_jax.models.csra import flatten_positions
+from csra_jax.models.head import ClassMaps, Head, min_max_per_class, spatial_shape
+from csra_jax.models.registry import HeadSpec, register_head
 
 # torch.nn.Linear's default init: U(-1/sqrt(d), 1/sqrt(d)) for weight and bias.
 _torch_linear_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
@@ -31,13 +35,15 @@ def _torch_bias_init(fan_in):
     return init
 
 
-class GAPHead(nn.Module):
+class GAPHead(Head):
     """Average-pooled features -> Dense(num_classes) with bias (torchvision/timm style).
 
     Attributes:
       num_classes: number of classes.
       max_lam: weight of the training-free max term (0 = plain GAP baseline).
     """
+
+    torch_classifier = True  # torchvision's fc / timm's head load into kernel and bias
 
     num_classes: int
     max_lam: float = 0.0
@@ -52,7 +58,9 @@ class GAPHead(nn.Module):
         super().__post_init__()
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, train: bool = False, with_maps: bool = False):
+        del train
+        grid = spatial_shape(x) if with_maps else None
         x = flatten_positions(x)
         d = x.shape[-1]
         kernel = self.param("kernel", _torch_linear_init, (d, self.num_classes), self.param_dtype)
@@ -63,7 +71,10 @@ class GAPHead(nn.Module):
         if self.max_lam:
             score_map = class_score_map(x, kernel, bias, self.dtype)
             logits = logits + self.max_lam * jnp.max(score_map, axis=1)
-        return logits
+        if not with_maps:
+            return logits
+        scores = class_score_map(x, kernel, bias).reshape(x.shape[0], *grid, self.num_classes)
+        return logits, ClassMaps(scores=scores, attention=min_max_per_class(scores))
 
 
 def class_score_map(x: jax.Array, kernel: jax.Array, bias: jax.Array,
@@ -74,3 +85,11 @@ def class_score_map(x: jax.Array, kernel: jax.Array, bias: jax.Array,
     """
     return jnp.einsum("bnd,dc->bnc", flatten_positions(x).astype(dtype), kernel.astype(dtype),
                       preferred_element_type=jnp.float32) + bias
+
+
+def _build(num_classes, num_heads, lam, dtype, param_dtype, **options):
+    del num_heads, lam  # CSRA's; the training-free lam is ``max_lam``
+    return GAPHead(num_classes, dtype=dtype, param_dtype=param_dtype, **options)
+
+
+register_head(HeadSpec(name="gap", module=GAPHead, build=_build, options=("max_lam",)))

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from csra_jax.models.resnet import _bn
+from csra_jax.models.registry import BackboneSpec, register_backbone
 from csra_jax.models.torchvision_blocks import (STAGE_STRIDES, conv2d, conv_norm_act,
                                                 make_divisible)
 
@@ -110,3 +111,18 @@ def mobilenet_v2(arch: str, **kwargs) -> MobileNetV2:
     if arch not in ARCH_SETTINGS:
         raise ValueError(f"unknown MobileNet-V2 arch {arch!r}; valid: {', '.join(ARCH_SETTINGS)}.")
     return MobileNetV2(width_mult=ARCH_SETTINGS[arch], **kwargs)
+
+
+def _torch_twin(settings, img_size, num_classes):
+    del img_size
+    import torchvision
+    return torchvision.models.MobileNetV2(num_classes=num_classes, **settings)
+
+
+register_backbone(BackboneSpec(
+    family="mobilenet_v2", module=MobileNetV2,
+    archs={name: {"width_mult": w} for name, w in ARCH_SETTINGS.items()},
+    tiny={"width_mult": 0.25},
+    normalization="imagenet",  # torchvision's ImageNet weights
+    stage_strides=lambda s: STAGE_STRIDES,
+    torch_source="torchvision", torch_classifier="classifier.1", torch_twin=_torch_twin))

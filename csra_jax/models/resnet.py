@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from csra_jax.models.batch_norm import BatchNorm
+from csra_jax.models.registry import BackboneSpec, register_backbone
 
 # torchvision: kaiming_normal_(mode="fan_out", nonlinearity="relu"), untruncated.
 _conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
@@ -178,3 +179,19 @@ class ResNet(nn.Module):
 def resnet(arch: str, **kwargs) -> ResNet:
     block, layers = ARCH_SETTINGS[arch]
     return ResNet(block=block, layers=layers, **kwargs)
+
+
+def _torch_twin(settings, img_size, num_classes):
+    del img_size
+    from torchvision.models import resnet as tv
+    block = tv.Bottleneck if settings["block"] == "bottleneck" else tv.BasicBlock
+    return tv.ResNet(block, list(settings["layers"]), num_classes=num_classes)
+
+
+register_backbone(BackboneSpec(
+    family="resnet", module=ResNet,
+    archs={name: {"block": b, "layers": l} for name, (b, l) in ARCH_SETTINGS.items()},
+    tiny={"block": "basic", "layers": (1, 1, 1, 1)},
+    options=("remat", "conv_impl"), config_fields={"remat": "remat", "conv_impl": "conv_impl"},
+    normalization="resnet",  # [0, 1], as the official CSRA ResNets
+    torch_source="torchvision", torch_classifier="fc", torch_twin=_torch_twin))

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from csra_jax.models.resnet import _bn, _conv
+from csra_jax.models.registry import BackboneSpec, register_backbone
 
 
 class SmallCNN(nn.Module):
@@ -45,3 +46,10 @@ class SmallCNN(nn.Module):
                 _conv(width, 3, 1, 1, name=f"stage{i}_conv1", **kw)(x)))
             stages.append(x)
         return tuple(stages) if self.return_stages else x
+
+
+register_backbone(BackboneSpec(
+    family="small_cnn", module=SmallCNN, archs={"small_cnn": {}},
+    tiny={"widths": (8, 16, 16, 32)},  # four stages: room for three attention modules
+    stage_strides=lambda s: tuple(2 ** (i + 1) for i in range(len(s.get("widths",
+                                                                     SmallCNN.widths))))))

@@ -15,6 +15,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from csra_jax.models.registry import BackboneSpec, register_backbone
+
 ARCH_SETTINGS = {
     # name: (embed_dim, depth, num_heads)
     "vit_b16": (768, 12, 12),
@@ -191,3 +193,24 @@ class VisionTransformer(nn.Module):
 def vit(arch: str, **kwargs) -> VisionTransformer:
     embed_dim, depth, num_heads = ARCH_SETTINGS[arch]
     return VisionTransformer(embed_dim=embed_dim, depth=depth, num_heads=num_heads, **kwargs)
+
+
+def _torch_twin(settings, img_size, num_classes):
+    from timm.models.vision_transformer import VisionTransformer as TimmViT
+    # Average of the patch tokens after the final norm: what our gap head reads.
+    return TimmViT(img_size=img_size, patch_size=16, num_classes=num_classes,
+                   global_pool="avg", fc_norm=False, **settings)
+
+
+register_backbone(BackboneSpec(
+    family="vit", module=VisionTransformer,
+    archs={name: {"embed_dim": e, "depth": d, "num_heads": h}
+           for name, (e, d, h) in ARCH_SETTINGS.items()},
+    tiny={"embed_dim": 64, "depth": 4, "num_heads": 2},
+    options=("remat", "drop_rate", "attn_drop_rate", "drop_path_rate"),
+    config_fields={"remat": "remat", "drop_rate": "drop_rate",
+                   "drop_path_rate": "drop_path_rate"},
+    normalization="vit",  # mean 0.5 / std 0.5, as timm's and the official CSRA ViTs
+    stage_strides=lambda s: (16,) * s["depth"], input_multiple=16,
+    input_multiple_reason="the patch size", has_batch_norm=False,
+    torch_source="timm", torch_classifier="head", torch_twin=_torch_twin))

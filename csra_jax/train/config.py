@@ -11,9 +11,8 @@ import math
 
 import ml_collections
 
-from csra_jax.models.attend_rectify import validate_attend_rectify_args
-from csra_jax.models.classifier import HEADS, available_archs
-from csra_jax.models.csra import validate_csra_args
+from csra_jax.models.from_config import check_head_config
+from csra_jax.models.registry import available_archs, available_heads, backbone_spec
 
 MODES = ("train", "evaluate", "train_and_evaluate", "lambda_sweep")
 TASKS = ("multi_label", "single_label")
@@ -121,15 +120,12 @@ def validate_config(c: ml_collections.ConfigDict, device_count: int, process_cou
     _check(c.dtype in DTYPES, f"dtype={c.dtype!r}; valid: {', '.join(DTYPES)}")
     _check(c.model.arch in available_archs(),
            f"model.arch={c.model.arch!r}; valid: {', '.join(available_archs())}")
-    _check(c.model.head in HEADS, f"model.head={c.model.head!r}; valid: {', '.join(HEADS)}")
+    _check(c.model.head in available_heads(),
+           f"model.head={c.model.head!r}; valid: {', '.join(available_heads())}")
     from csra_jax.data import DATASETS
     _check(c.data.name in DATASETS, f"data.name={c.data.name!r}; valid: {', '.join(DATASETS)}")
     try:
-        if c.model.head == "csra":
-            validate_csra_args(1, c.model.num_heads, c.model.lam, c.model.temperatures)
-        elif c.model.head == "attend_rectify":
-            validate_attend_rectify_args(1, c.model.attention_depth, c.model.attention_heads,
-                                         c.model.gate, "logits", c.model.attention_reg_weight)
+        check_head_config(c)
     except ValueError as e:
         raise ValueError(f"invalid config: model: {e}") from None
     from csra_jax.models.resnet import CONV_IMPLS
@@ -164,9 +160,9 @@ def validate_config(c: ml_collections.ConfigDict, device_count: int, process_cou
     _check(c.grad_accum_steps >= 1, f"grad_accum_steps={c.grad_accum_steps} must be >= 1")
     _check(c.num_epochs >= 1, f"num_epochs={c.num_epochs} must be >= 1")
     _check(c.data.image_size > 0, f"data.image_size={c.data.image_size} must be positive")
-    if c.model.arch.startswith("vit"):
-        _check(c.data.image_size % 16 == 0,
-               f"data.image_size={c.data.image_size} must be divisible by 16 for {c.model.arch}")
+    multiple = backbone_spec(c.model.arch).input_multiple
+    _check(c.data.image_size % multiple == 0,
+           f"data.image_size={c.data.image_size} must be divisible by {multiple} for {c.model.arch}")
     _check(c.optim.schedule in SCHEDULES,
            f"optim.schedule={c.optim.schedule!r}; valid: {', '.join(SCHEDULES)}")
     for name in ("lr_backbone", "lr_head"):
@@ -223,7 +219,7 @@ def paper_config(*, dataset: str, arch: str, num_heads: int, lam: float, image_s
     c.data.name = dataset
     c.data.build_if_missing = False
     c.data.image_size = image_size
-    c.data.normalization = "vit" if arch.startswith("vit") else "resnet"
+    c.data.normalization = backbone_spec(arch).normalization
     c.data.crop_scale = (0.7, 1.0)
     c.data.num_workers = 8  # keep an accelerator fed (bench/input_pipeline.py)
     c.batch_size = batch_size

@@ -1,4 +1,5 @@
-"""Train state, model construction from a config, and pretrained-weight initialisation."""
+"""Train state and pretrained-weight initialisation (the model comes from
+``csra_jax.models.model_from_config``)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import ml_collections
 import optax
 from flax import traverse_util
 
-from csra_jax.models.classifier import Classifier, create_model
+from csra_jax.models.classifier import Classifier
+from csra_jax.models.from_config import model_from_config  # noqa: F401  (tests import it here)
 
 
 @flax.struct.dataclass
@@ -23,28 +25,6 @@ class TrainState:
     opt_state: Any
     rng: jax.Array           # raw uint32 key; per-step keys are fold_in(rng, step)
     nonfinite: jax.Array     # steps skipped for a non-finite loss/gradient (int32)
-
-
-def model_from_config(config: ml_collections.ConfigDict, num_classes: int) -> Classifier:
-    m = config.model
-    dtype = jnp.bfloat16 if config.dtype == "bfloat16" else jnp.float32
-    kwargs = dict(remat=m.remat)
-    if m.arch.startswith("vit"):
-        kwargs.update(drop_rate=m.drop_rate, drop_path_rate=m.drop_path_rate)
-    if m.arch.startswith("efficientnet"):
-        kwargs.update(drop_path_rate=m.drop_path_rate)
-    if m.arch.startswith("resnet"):
-        kwargs.update(conv_impl=m.conv_impl)
-    if m.head == "attend_rectify":
-        kwargs.update(attention_depth=m.attention_depth, attention_heads=m.attention_heads,
-                      gate=m.gate, reg_weight=m.attention_reg_weight,
-                      aggregate="log_softmax" if config.task == "single_label" else "logits")
-    if m.head == "csra":
-        kwargs.update(normalize=m.normalize)
-        if m.temperatures is not None:
-            kwargs.update(temperatures=tuple(m.temperatures))
-    return create_model(m.arch, num_classes, head=m.head, num_heads=m.num_heads, lam=m.lam,
-                        img_size=config.data.image_size, dtype=dtype, **kwargs)
 
 
 def _merge_pretrained(init: dict, pretrained: dict, path: str) -> dict:

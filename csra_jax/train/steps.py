@@ -16,9 +16,7 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from csra_jax.models.attend_rectify import AttendRectifyHead
 from csra_jax.models.classifier import Classifier
-from csra_jax.models.gap import class_score_map
 from csra_jax.train.loss import bce_with_logits, nll_loss, softmax_cross_entropy
 from csra_jax.train.optimizer import learning_rates
 from csra_jax.train.state import TrainState, state_variables
@@ -47,7 +45,7 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
 
 def outputs_log_probs(model: Classifier) -> bool:
     """Whether the model outputs log-probabilities (attend-and-rectify, single-label)."""
-    return isinstance(model.head, AttendRectifyHead) and model.head.aggregate == "log_softmax"
+    return bool(model.head.outputs_log_probs)
 
 
 def compute_loss(task: str, logits, batch, log_probs: bool = False):
@@ -122,14 +120,12 @@ def make_eval_step(model: Classifier, mesh: Mesh) -> Callable:
 
 
 def make_sweep_step(model: Classifier, mesh: Mesh) -> Callable:
-    """For a ``gap`` model: per-image mean and max of the class score maps
-    s_k = W^T x_k + b, so mean + lam * max is scored for every lam from one pass."""
+    """Per-image mean and max of the head's class score maps (for a ``gap`` model
+    s_k = W^T x_k + b), so mean + lam * max is scored for every lam from one pass."""
 
     def step(variables, batch):
-        feats = model.apply(variables, batch["image"], method="features")
-        head = variables["params"]["head"]
-        score_map = class_score_map(feats, head["kernel"], head["bias"])
-        return {"mean": score_map.mean(axis=1), "max": score_map.max(axis=1),
+        scores = model.apply(variables, batch["image"], method="class_maps").scores
+        return {"mean": scores.mean(axis=(1, 2)), "max": scores.max(axis=(1, 2)),
                 "labels": batch["labels"], "ignore": batch["ignore"], "mask": batch["mask"],
                 "index": batch["index"]}
 
