@@ -30,6 +30,7 @@ import time
 import common  # bench/common.py (sets up sys.path for csra_jax)
 from common import log
 
+from csra_jax.models.registry import backbone_spec  # noqa: E402  (after common's sys.path)
 
 
 def parse_args(argv=None):
@@ -114,7 +115,7 @@ def run(arch: str, dtype_name: str, a, data_dir) -> dict:
         data_lib.ensure_absl_flags_parsed()
         it = data_lib.create_train_iterator(
             "synthetic_shapes", data_dir, config="bench", global_batch_size=batch,
-            image_size=size, normalization="vit" if arch.startswith("vit") else "resnet",
+            image_size=size, normalization=backbone_spec(arch).normalization,
             num_workers=a.data_workers, mesh=mesh)
         r["pipeline_ips"] = pipeline_ips(it, batch, max(10, 2 * a.repeats))
         log(f"  pipeline alone: {r['pipeline_ips']:.1f} images/s")
