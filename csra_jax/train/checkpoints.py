@@ -183,9 +183,7 @@ class Checkpoints:
                 np.int64(max(self.interrupted_best, default=-1)))
             self.interrupted_best = [int(last)] if int(last) >= 0 else []
         self._saving: Dict[str, Optional[int]] = {"checkpoints": None, "best": None}
-        # Runs saved before single-label top-1 had its own key rated every task "mAP".
-        self._keys = (best_metric, "mAP")
-        self._rate = lambda m: m[best_metric] if best_metric in m else m["mAP"]
+        self.best_key = best_metric
         self.latest = make_manager(
             workdir / "checkpoints", ("state", "data", "meta"),
             policy=ocp.checkpoint_managers.LatestN(n=keep),
@@ -193,7 +191,7 @@ class Checkpoints:
         self.best = make_manager(
             workdir / "best", ("state", "meta"),
             policy=ocp.checkpoint_managers.BestN(
-                get_metric_fn=self._rate, reverse=False, n=1,
+                get_metric_fn=lambda m: m[best_metric], reverse=False, n=1,
                 keep_checkpoints_without_metrics=False),
             on_saved=lambda: self._write_manifest("best"))
 
@@ -231,7 +229,7 @@ class Checkpoints:
         if step is None:
             return None
         metrics = self.best.metrics(step) or {}
-        value = next((metrics[k] for k in self._keys if k in metrics), None)
+        value = metrics.get(self.best_key)
         return None if value is None else float(value)
 
     # ---------------------------------------------------------- restoring
