@@ -49,6 +49,11 @@ def test_a_bad_field_gives_one_error_naming_it(kwargs, message):
     assert "\n" not in str(e.value) and e.value.field.split()[0] in kwargs
 
 
+def test_iterators_refuse_a_size_in_place_of_a_spec():
+    with pytest.raises(TypeError, match="spec must be a csra_jax.data.InputSpec .* got int 448"):
+        data.create_eval_iterator("voc2007", "/nonexistent", 448, global_batch_size=2)
+
+
 @pytest.mark.parametrize("field, value, message", [
     ("normalization", "rgb", "invalid config: data.normalization='rgb' is not one of"),
     ("randaugment", "rand-x", "invalid config: data.randaugment='rand-x' must be"),

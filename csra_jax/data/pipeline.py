@@ -58,6 +58,13 @@ def _local_batch(global_batch_size: int, process_count: int) -> int:
     return global_batch_size // process_count
 
 
+def _check_spec(spec) -> InputSpec:
+    if not isinstance(spec, InputSpec):
+        raise TypeError(f"spec must be a csra_jax.data.InputSpec (e.g. InputSpec(size=448)), "
+                        f"got {type(spec).__name__} {spec!r}")
+    return spec
+
+
 def _source(name, data_dir, split, config, train):
     info = registry.DATASETS.get(name)
     if info is None:
@@ -208,6 +215,7 @@ def create_train_iterator(name: str, data_dir: str, spec: InputSpec, *,
     rows per step. `num_workers` > 0 runs decoding in that many worker processes (grain
     mp_prefetch); 0 uses `read_threads` threads in this process.
     """
+    _check_spec(spec)
     pi, pc = _process(process_index, process_count)
     local_batch = _local_batch(global_batch_size, pc)
     _check_mesh(mesh, local_batch)
@@ -266,6 +274,7 @@ def create_eval_iterator(name: str, data_dir: str, spec: InputSpec, *,
     ``spec.size`` with ``spec.normalization``; the spec's crop and augmentation fields
     are training-only, and ``spec.draft=True`` is for speed studies only.
     """
+    _check_spec(spec)
     pi, pc = _process(process_index, process_count)
     local_batch = _local_batch(global_batch_size, pc)
     _check_mesh(mesh, local_batch)
