@@ -272,7 +272,7 @@ def _too_large(error: Exception) -> str:
     size = f"{int(found.group(1)):,} pixels" if found else "its size"
     return (f"image too large: {size}, above the limit of {Image.MAX_IMAGE_PIXELS:,} "
             "(PIL's decompression-bomb guard; decoding takes about 3 bytes a pixel); raise "
-            "--max-image-pixels for a file you trust, or downscale it")
+            "--max_image_pixels for a file you trust, or downscale it")
 
 
 def read_image_file(path: str) -> bytes:
