@@ -197,6 +197,11 @@ def validate_attend_rectify_args(num_classes, attention_depth, attention_heads, 
         raise ValueError(f"attend_rectify: reg_weight must be >= 0, got {reg_weight!r}.")
 
 
+def _task_aggregate(task: str) -> str:
+    from csra_jax.tasks import get_task
+    return get_task(task).aggregate
+
+
 def _build(num_classes, num_heads, lam, dtype, param_dtype, **options):
     del num_heads, lam  # CSRA's
     return AttendRectifyHead(num_classes, dtype=dtype, param_dtype=param_dtype, **options)
@@ -207,7 +212,6 @@ register_head(HeadSpec(
     options=("attention_depth", "attention_heads", "gate", "aggregate", "reg_weight"),
     config_fields={"attention_depth": "attention_depth", "attention_heads": "attention_heads",
                    "gate": "gate", "reg_weight": "attention_reg_weight"},
-    # gate-weighted logits for BCE (multi-label), log-probabilities for NLL (single-label)
-    config_options=lambda config: {
-        "aggregate": "log_softmax" if config.task == "single_label" else "logits"},
+    # the task says: gate-weighted logits (multi-label, BCE) or log-probabilities (NLL)
+    config_options=lambda config: {"aggregate": _task_aggregate(config.task)},
     reads_stages=True))
