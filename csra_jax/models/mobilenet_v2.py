@@ -8,7 +8,7 @@ parent with "_"): ``features.2.conv.1.0.weight`` <-> ``features_2/conv_1_0/kerne
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Tuple
 
 import flax.linen as nn
 import jax
@@ -71,12 +71,15 @@ class MobileNetV2(nn.Module):
 
     Attributes:
       width_mult: torchvision's channel multiplier (1.0 for ``mobilenet_v2``).
+      inverted_residual_setting: torchvision's (t, c, n, s) per stage (the test-sized
+        member has one block per stage).
       remat: rematerialise each inverted-residual block in the backward pass.
       return_stages: return the last maps at strides 4, 8, 16 and the final stride-32
         map (the one the head gets), for heads that attend to intermediate depths.
     """
 
     width_mult: float = 1.0
+    inverted_residual_setting: Tuple[Tuple[int, int, int, int], ...] = INVERTED_RESIDUAL_SETTING
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
     remat: bool = False
@@ -94,7 +97,7 @@ class MobileNetV2(nn.Module):
         x = conv_norm_act(x.astype(self.dtype), make_divisible(32 * self.width_mult), 3, 2,
                           train, "features_0", activation=nn.relu6, **kw)
         index, stride, stages = 1, 2, {}
-        for t, c, n, s in INVERTED_RESIDUAL_SETTING:
+        for t, c, n, s in self.inverted_residual_setting:
             for j in range(n):
                 block_stride = s if j == 0 else 1
                 x = block_cls(make_divisible(c * self.width_mult), block_stride, t, **kw,
@@ -116,13 +119,18 @@ def mobilenet_v2(arch: str, **kwargs) -> MobileNetV2:
 def _torch_twin(settings, img_size, num_classes):
     del img_size
     import torchvision
-    return torchvision.models.MobileNetV2(num_classes=num_classes, **settings)
+    settings = dict(settings)
+    setting = settings.pop("inverted_residual_setting", INVERTED_RESIDUAL_SETTING)
+    return torchvision.models.MobileNetV2(num_classes=num_classes, **settings,
+                                          inverted_residual_setting=[list(s) for s in setting])
 
 
 register_backbone(BackboneSpec(
     family="mobilenet_v2", module=MobileNetV2,
     archs={name: {"width_mult": w} for name, w in ARCH_SETTINGS.items()},
-    tiny={"width_mult": 0.25},
+    tiny={"width_mult": 0.25,
+          "inverted_residual_setting": tuple((t, c, 1, s) for t, c, _, s in
+                                             INVERTED_RESIDUAL_SETTING)},
     normalization="imagenet",  # torchvision's ImageNet weights
     stage_strides=lambda s: STAGE_STRIDES,
     torch_source="torchvision", torch_classifier="classifier.1", torch_twin=_torch_twin))
