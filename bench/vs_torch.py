@@ -393,7 +393,7 @@ def memory_child(a):
         ts.append(time.perf_counter() - t0)
     assert "torch" not in sys.modules or a.child == "torch", "ours child imported torch"
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(f"MEMORY {a.child} {peak} {base} {setup} {ts[-1]:.2f}", flush=True)
+    print(f"MEMORY {a.child} {peak} {base} {setup} {ts[-1] if ts else '-':.4}", flush=True)
 
 
 def memory_mode(a):
@@ -471,7 +471,9 @@ def parse_args(argv=None):
     p.add_argument("--memory", action="store_true",
                    help="peak host memory of training (default resnet101/csra1@448 batch 16), "
                         "ours and torch each in its own subprocess")
-    p.add_argument("--memory_steps", type=int, default=2)
+    p.add_argument("--memory_steps", type=int, default=2,
+                   help="with --memory: train steps per child (0: compile only, to read "
+                        "XLA's buffer plan)")
     p.add_argument("--memory_frameworks", default="ours,torch",
                    help="with --memory: which children to run (ours and/or torch)")
     p.add_argument("--child", choices=["ours", "torch"], help=argparse.SUPPRESS)
