@@ -37,21 +37,17 @@ def test_gradients_match_jax_grad_of_xla_conv(shape, k, stride, pad, tile):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * float(jnp.max(jnp.abs(b))))
 
 
-def test_resnet_gemm_vjp_same_params_outputs_and_gradients_as_xla():
-    images = jax.random.uniform(jax.random.key(1), (2, 32, 32, 3))
-    models = {i: create_model("resnet18", 5, img_size=32, conv_impl=i)
+def test_resnet_gemm_vjp_uses_it_with_the_same_params_and_outputs_as_xla():
+    """Wiring only (the gradients are checked per conv above): same parameter tree, same
+    eval output, and every 3x3/7x7 conv goes through the custom_vjp."""
+    images = jax.random.uniform(jax.random.key(1), (1, 32, 32, 3))
+    models = {i: create_model("resnet18", 5, head="gap", img_size=32, conv_impl=i)
               for i in ("xla", "gemm_vjp")}
     variables = jax.jit(models["xla"].init)(jax.random.key(0), images)
     assert (jax.tree.map(jnp.shape, jax.eval_shape(models["gemm_vjp"].init,
                                                     jax.random.key(0), images))
             == jax.tree.map(jnp.shape, variables))
-
-    def grads(model):
-        def loss(params):
-            return jnp.mean(model.apply({**variables, "params": params}, images) ** 2)
-        return jax.jit(jax.value_and_grad(loss))(variables["params"])
-
-    (l_xla, g_xla), (l_ours, g_ours) = grads(models["xla"]), grads(models["gemm_vjp"])
-    np.testing.assert_allclose(l_ours, l_xla, rtol=1e-5)
-    for a, b in zip(jax.tree.leaves(g_ours), jax.tree.leaves(g_xla)):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(jnp.max(jnp.abs(b))))
+    out = {i: jax.jit(m.apply)(variables, images) for i, m in models.items()}
+    np.testing.assert_allclose(out["gemm_vjp"], out["xla"], rtol=1e-5, atol=1e-6)
+    jaxpr = str(jax.make_jaxpr(models["gemm_vjp"].apply)(variables, images))
+    assert jaxpr.count("custom_vjp_call") == 1 + 2 * 8  # stem + two 3x3 per basic block
