@@ -290,6 +290,9 @@ def run_model(spec, a, common, torch, peak_fns, peak_seen):
     model = ours_model(common, arch, head, num_heads, size, a.num_classes, a.lam, dtype,
                        a.conv_impl)
     variables = common.init_variables(model, size)
+    ab_model = (ours_model(common, arch, head, num_heads, size, a.num_classes, a.lam, dtype,
+                           a.ab_conv_impl) if a.ab_conv_impl and arch.startswith("resnet")
+                else None)
     data = common.jax.device_put(
         {"image": images, "labels": labels, "ignore": np.zeros_like(labels),
          "mask": np.ones((batch,), np.float32), "index": np.arange(batch, dtype=np.int32)},
@@ -309,6 +312,10 @@ def run_model(spec, a, common, torch, peak_fns, peak_seen):
         ours, secs, flops = build(model, variables, mesh, data)
         log(f"  ours {step} compiled in {secs:.1f}s, {flops and flops / 1e9:.1f} GFLOP")
         fns = {"ours": ours}
+        if ab_model is not None:
+            fns["ours ab"], ab_secs, _ = build(
+                ab_model, common.jax.tree.map(lambda v: v.copy(), variables), mesh, data)
+            log(f"  ours {a.ab_conv_impl} {step} compiled in {ab_secs:.1f}s")
         fns.update({f"torch {fmt}": getattr(r, step) for fmt, r in runners.items()})
         if peak_fns and step == "eval":  # the peak GEMMs join the eval rounds: same load
             fns.update(peak_fns)
@@ -322,6 +329,12 @@ def run_model(spec, a, common, torch, peak_fns, peak_seen):
         if step == "train" and int(ours.state.nonfinite):
             log("  warning: our train step reported non-finite values")
         med = {k: statistics.median(v) for k, v in times.items()}
+        if "ours ab" in times:
+            paired = statistics.median(b / o for b, o in zip(times["ours ab"], times["ours"]))
+            print(f"# A/B {spec} {step}: conv_impl={a.ab_conv_impl} "
+                  f"{med['ours ab']:.3f}s vs {a.conv_impl or 'auto'} {med['ours']:.3f}s, "
+                  f"paired time ratio {paired:.3f} (< 1: the lever is faster)", flush=True)
+            del times["ours ab"], med["ours ab"]
         log("  medians: " + ", ".join(f"{k} {v:.3f}s" for k, v in med.items()))
         best = min((k for k in med if k.startswith("torch ")), key=med.get)
         cells = row(spec, size, batch, a.dtype, step, med["ours"], med[best],
@@ -366,6 +379,11 @@ def memory_child(a):
         del images
         runner, _, _ = common.build_train(model, variables, mesh, data)
         del variables
+        try:  # XLA's own buffer plan of the compiled step (temp = activations + scratch)
+            log(f"XLA temp {runner.compiled.memory_analysis().temp_size_in_bytes / 2 ** 30:.2f}"
+                " GiB")
+        except Exception:  # pylint: disable=broad-except
+            pass
         fn = lambda: common.block(runner())
         setup = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # includes XLA compile
     ts = []
@@ -375,7 +393,7 @@ def memory_child(a):
         ts.append(time.perf_counter() - t0)
     assert "torch" not in sys.modules or a.child == "torch", "ours child imported torch"
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(f"MEMORY {a.child} {peak} {base} {setup} {ts[-1]:.2f}", flush=True)
+    print(f"MEMORY {a.child} {peak} {base} {setup} {ts[-1] if ts else '-':.4}", flush=True)
 
 
 def memory_mode(a):
@@ -389,14 +407,20 @@ def memory_mode(a):
               "after imports GiB", "last step s"]
     print("| " + " | ".join(header) + " |\n|" + "|".join("---" for _ in header) + "|",
           flush=True)
-    for child in ("ours", "torch"):
+    children = [(c, a.conv_impl) for c in csv_list(a.memory_frameworks)]
+    if a.ab_conv_impl:
+        children.insert(1, ("ours", a.ab_conv_impl))
+    for child, conv_impl in children:
         cmd = [sys.executable, os.path.abspath(__file__), "--child", child, "--models", spec,
                "--size", str(size), "--batch", str(batch), "--dtype", a.dtype,
                "--threads", str(a.threads), "--memory_steps", str(a.memory_steps),
                "--formats", ",".join(a.formats), "--num_classes", str(a.num_classes)]
-        if a.conv_impl:
-            cmd += ["--conv_impl", a.conv_impl]
+        if conv_impl:
+            cmd += ["--conv_impl", conv_impl]
         out = subprocess.run(cmd, capture_output=True, text=True)
+        temp = [l for l in out.stderr.splitlines() if l.startswith("XLA temp")]
+        if temp:
+            print(f"# {child} conv_impl={conv_impl or 'auto'}: {temp[-1]} (memory_analysis)")
         line = [l for l in out.stdout.splitlines() if l.startswith("MEMORY ")]
         if out.returncode or not line:
             log(out.stderr[-3000:])
@@ -404,7 +428,8 @@ def memory_mode(a):
             continue
         _, _, peak, base, setup, step_s = line[0].split()
         gib = lambda kb: f"{int(kb) / 2 ** 20:.2f}"  # ru_maxrss is in KiB on Linux
-        print(f"| {child} | {spec}@{size} | {batch} | {gib(peak)} | {gib(setup)} | {gib(base)} "
+        name = child if child == "torch" or not conv_impl else f"{child} ({conv_impl})"
+        print(f"| {name} | {spec}@{size} | {batch} | {gib(peak)} | {gib(setup)} | {gib(base)} "
               f"| {step_s} |", flush=True)
 
 
@@ -427,8 +452,11 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=int, default=1, help="untimed rounds after compiling")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
                    help="our compute dtype (params stay float32); torch is always float32")
-    p.add_argument("--conv_impl", default=None, choices=["auto", "xla", "gemm"],
-                   help="our ResNets' 1x1 conv lowering (default: the library's, 'auto')")
+    p.add_argument("--conv_impl", default=None, choices=["auto", "xla", "gemm", "gemm_vjp"],
+                   help="our ResNets' conv lowering (default: the library's, 'auto')")
+    p.add_argument("--ab_conv_impl", default=None, choices=["xla", "gemm", "gemm_vjp"],
+                   help="A/B lever: also time ours with this conv_impl in the same "
+                        "interleaved rounds (same weights); prints the paired ratio")
     p.add_argument("--threads", type=int, default=os.cpu_count(),
                    help="torch.set_num_threads (default: all cores, as XLA uses)")
     p.add_argument("--formats", default="default,channels_last",
@@ -443,7 +471,11 @@ def parse_args(argv=None):
     p.add_argument("--memory", action="store_true",
                    help="peak host memory of training (default resnet101/csra1@448 batch 16), "
                         "ours and torch each in its own subprocess")
-    p.add_argument("--memory_steps", type=int, default=2)
+    p.add_argument("--memory_steps", type=int, default=2,
+                   help="with --memory: train steps per child (0: compile only, to read "
+                        "XLA's buffer plan)")
+    p.add_argument("--memory_frameworks", default="ours,torch",
+                   help="with --memory: which children to run (ours and/or torch)")
     p.add_argument("--child", choices=["ours", "torch"], help=argparse.SUPPRESS)
     p.add_argument("--quick", action="store_true",
                    help="smoke run: resnet18@64 and a 2-block ViT@64, batch 2, 1 round")

@@ -11,7 +11,9 @@ through its GEMM path, 1.3-3x faster than its 1x1 convolutions, forward and back
 ``"auto"`` (default) is ``"gemm"`` on CPU and ``"xla"`` elsewhere (cuDNN / TPU
 convolutions are already GEMM-speed). The 3x3 and 7x7 convolutions stay XLA convs (an
 im2col + dot was slower on CPU). Parameters are identical either way: a ``kernel`` of
-shape (1, 1, in, out) under the same module name.
+shape (1, 1, in, out) under the same module name. ``"gemm_vjp"`` (opt-in, not chosen by
+``"auto"``) also writes out the 3x3/7x7 backward pass (``csra_jax.models.conv``); on a
+2-core CPU it measured no faster than XLA's own.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from csra_jax.models.batch_norm import BatchNorm
+from csra_jax.models.conv import ConvGemmVJP
 from csra_jax.models.registry import BackboneSpec, register_backbone
 
 # torchvision: kaiming_normal_(mode="fan_out", nonlinearity="relu"), untruncated.
@@ -38,7 +41,7 @@ ARCH_SETTINGS = {
 }
 
 
-CONV_IMPLS = ("auto", "xla", "gemm")
+CONV_IMPLS = ("auto", "xla", "gemm", "gemm_vjp")
 
 
 def resolve_conv_impl(conv_impl: str) -> str:
@@ -69,8 +72,11 @@ class Conv1x1(nn.Module):
 
 
 def _conv(features, kernel, stride, pad, dtype, param_dtype, name, impl="xla"):
-    if kernel == 1 and pad == 0 and impl == "gemm":
+    if kernel == 1 and pad == 0 and impl in ("gemm", "gemm_vjp"):
         return Conv1x1(features, stride, dtype=dtype, param_dtype=param_dtype, name=name)
+    if impl == "gemm_vjp":
+        return ConvGemmVJP(features, kernel, stride, pad, dtype=dtype,
+                           param_dtype=param_dtype, kernel_init=_conv_init, name=name)
     return nn.Conv(features, (kernel, kernel), strides=(stride, stride),
                    padding=((pad, pad), (pad, pad)), use_bias=False, dtype=dtype,
                    param_dtype=param_dtype, kernel_init=_conv_init, name=name)
@@ -88,7 +94,7 @@ class BasicBlock(nn.Module):
     downsample: bool = False
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
-    conv_impl: str = "xla"  # resolved: "xla" or "gemm"
+    conv_impl: str = "xla"  # resolved: "xla", "gemm" or "gemm_vjp"
     expansion = 1
 
     @nn.compact
@@ -111,7 +117,7 @@ class Bottleneck(nn.Module):
     downsample: bool = False
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
-    conv_impl: str = "xla"  # resolved: "xla" or "gemm"
+    conv_impl: str = "xla"  # resolved: "xla", "gemm" or "gemm_vjp"
     expansion = 4
 
     @nn.compact
@@ -160,7 +166,7 @@ class ResNet(nn.Module):
         if self.remat:
             block_cls = nn.remat(block_cls, static_argnums=(2,))
         x = x.astype(self.dtype)
-        x = _conv(64, 7, 2, 3, self.dtype, self.param_dtype, "conv1")(x)
+        x = _conv(64, 7, 2, 3, self.dtype, self.param_dtype, "conv1", impl)(x)
         x = nn.relu(_bn(train, self.dtype, self.param_dtype, "bn1")(x))
         x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
         in_planes, stages = 64, []

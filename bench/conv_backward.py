@@ -1,0 +1,67 @@
+"""A 3x3 convolution's forward + backward, XLA's own derivative vs ``conv2d_gemm_vjp``
+(weight gradient as per-tap GEMMs tiled over the batch), on resnet101@448 batch-4 shapes.
+
+  python bench/conv_backward.py --rounds 8
+
+One process, calls interleaved round-robin (start rotates each round); prints the median
+time of ``jax.grad`` of sum(conv(x, w)^2) w.r.t. (x, w), the median per-round ratio to
+XLA's, and the largest gradient difference relative to XLA's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from csra_jax.models.conv import conv2d_gemm_vjp
+
+# (batch, H, W, C_in, C_out, stride): the 3x3 convs of resnet101's four stages at 448.
+SHAPES = [(4, 112, 112, 64, 64, 1), (4, 112, 112, 128, 128, 2), (4, 56, 56, 128, 128, 1),
+          (4, 28, 28, 256, 256, 1), (4, 14, 14, 512, 512, 1)]
+
+
+def xla_conv(x, w, stride, pad):
+    return lax.conv_general_dilated(x, w, (stride, stride), ((pad, pad), (pad, pad)),
+                                    dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--rounds", type=int, default=8)
+    p.add_argument("--tiles", default="4,1", help="batch tiles of the weight-gradient GEMMs")
+    a = p.parse_args()
+    variants = {"xla": xla_conv}
+    for t in a.tiles.split(","):
+        variants[f"gemm_vjp tile {t}"] = (
+            lambda x, w, s, p, t=int(t): conv2d_gemm_vjp(x, w, s, p, t))
+    print(f"# {jax.devices()[0].platform}, {a.rounds} interleaved rounds; "
+          "ratio = median per-round time / xla's (< 1: faster)")
+    for b, h, wd, c, o, s in SHAPES:
+        kx, kw = jax.random.split(jax.random.key(0))
+        x = jax.random.normal(kx, (b, h, wd, c))
+        w = jax.random.normal(kw, (3, 3, c, o)) * 0.05
+        fns = {k: jax.jit(jax.grad(lambda x, w, f=f: jnp.sum(f(x, w, s, 1) ** 2), (0, 1)))
+               for k, f in variants.items()}
+        ref = fns["xla"](x, w)
+        err = {k: max(float(jnp.max(jnp.abs(u - v)) / jnp.max(jnp.abs(u)))
+                      for u, v in zip(ref, f(x, w))) for k, f in fns.items()}
+        ts = {k: [] for k in fns}
+        names = list(fns)
+        for r in range(a.rounds):
+            for k in names[r % len(names):] + names[:r % len(names)]:
+                t0 = time.perf_counter()
+                jax.block_until_ready(fns[k](x, w))
+                ts[k].append(time.perf_counter() - t0)
+        cells = [f"{k} {1e3 * statistics.median(v):.0f} ms, ratio "
+                 f"{statistics.median(a_ / b_ for a_, b_ in zip(v, ts['xla'])):.2f}, "
+                 f"grad diff {err[k]:.0e}" for k, v in ts.items()]
+        print(f"{b}x{h}x{wd}x{c}->{o} s{s}: " + "; ".join(cells), flush=True)
+
+
+if __name__ == "__main__":
+    main()
