@@ -85,15 +85,14 @@ def test_gs_workdir_trains_resumes_bit_identically_and_predicts(gcs, data_dir, c
                                                                 tmp_path, capsys):
     from etils import epath
     from csra_jax import predict
-    from csra_jax.inference import Predictor
     from csra_jax.run import checksums
     from csra_jax.run.paths import RunDir, as_path
     from csra_jax.train import loop
 
     def config(**kw):
-        kw = {"mode": "train", **kw}
+        kw = {"mode": "train", **kw}  # small_cnn: kilobytes a step through the emulator
         return tiny_config(data_dir, cache_dir, num_epochs=1, checkpoint_every_steps=2,
-                           keep_checkpoints=2, **kw)
+                           keep_checkpoints=2, **{"model.arch": "small_cnn"}, **kw)
 
     straight, resumed = f"{gcs}/straight", f"{gcs}/resumed"
     assert loop.run(config(), straight)["step"] == 6
@@ -129,16 +128,14 @@ def test_gs_workdir_trains_resumes_bit_identically_and_predicts(gcs, data_dir, c
     images.mkdir()
     from PIL import Image
     Image.fromarray(np.full((40, 40, 3), 200, np.uint8)).save(images / "a.png")
-    p = Predictor.from_workdir(resumed, which="latest")
     names = json.loads((root / "class_names.json").read_text())
-    assert p.class_names == tuple(names) and len(names) == 10
-    probs = p.predict_probs(p.load_file(str(images / "a.png")))
-    assert probs.shape == (1, 10) and np.isfinite(probs).all()
+    assert len(names) == 10
     output = tmp_path / "preds.json"
     assert predict.main(["--workdir", resumed, "--which", "latest", "--output", str(output),
-                         str(images)]) == 0
+                         "--top-k", "10", str(images)]) == 0
     saved = json.loads(output.read_text())
-    assert saved[0]["top_k"][0]["score"] == pytest.approx(float(probs.max()), abs=1e-5)
+    assert sorted(x["class"] for x in saved[0]["top_k"]) == sorted(names)
+    assert all(0.0 <= x["score"] <= 1.0 for x in saved[0]["top_k"])
     # evaluate mode: predictions and the AP table go to the bucket too.
     m = loop.run(config(mode="evaluate"), resumed)
     run = RunDir(resumed)
