@@ -95,8 +95,8 @@ def draft_effect(blobs: list[bytes], size: int, train: bool) -> tuple[float, int
 
 
 def pipeline(data_dir: str, size: int, workers: int, batch: int, steps: int) -> float:
-    it = data.create_train_iterator("multilabel_json", data_dir, config="bench",
-                                    global_batch_size=batch, image_size=size,
+    it = data.create_train_iterator("multilabel_json", data_dir, data.InputSpec(size),
+                                    config="bench", global_batch_size=batch,
                                     num_workers=workers, read_threads=1,
                                     worker_buffer_size=4, process_index=0, process_count=1)
     for _ in range(3):  # warm-up: worker start, first reads

@@ -112,9 +112,9 @@ def run(arch: str, dtype_name: str, a, data_dir) -> dict:
     if a.with_data:
         from csra_jax import data as data_lib
         data_lib.ensure_absl_flags_parsed()
+        spec = data_lib.InputSpec(size, "vit" if arch.startswith("vit") else "resnet")
         it = data_lib.create_train_iterator(
-            "synthetic_shapes", data_dir, config="bench", global_batch_size=batch,
-            image_size=size, normalization="vit" if arch.startswith("vit") else "resnet",
+            "synthetic_shapes", data_dir, spec, config="bench", global_batch_size=batch,
             num_workers=a.data_workers, mesh=mesh)
         r["pipeline_ips"] = pipeline_ips(it, batch, max(10, 2 * a.repeats))
         log(f"  pipeline alone: {r['pipeline_ips']:.1f} images/s")

@@ -78,9 +78,22 @@ def fail(message: str):
     sys.exit(2)
 
 
+def snake_case_config_field(arg: str) -> str:
+    """``--config.batch-size=8`` -> ``--config.batch_size=8`` (config fields are snake_case;
+    the other tools accept hyphenated flags too). Values are left alone."""
+    if not arg.startswith("--config."):
+        return arg
+    name, eq, value = arg.partition("=")
+    return "--config." + name[len("--config."):].replace("-", "_") + eq + value
+
+
 def parse_flags(argv):
     """absl's parser, but every bad flag ends in one clear line (exit 2): a misspelt config
     field, a value of the wrong type, a missing config file, a missing --config/--workdir."""
+    spelt = [argv[0]] + [snake_case_config_field(a) for a in argv[1:]]
+    if argv is sys.argv:  # ml_collections reads the overrides from sys.argv itself
+        sys.argv[:] = spelt
+    argv = spelt
     path = _config_file(argv[1:])
     if path is not None and not os.path.isfile(path):
         what = "is a folder" if os.path.isdir(path) else "does not exist"

@@ -32,6 +32,7 @@ import numpy as np
 from PIL import Image
 
 from csra_jax.data import transforms
+from csra_jax.data.input_spec import InputSpec
 from csra_jax.run.class_names import (default_class_names, load_class_names,  # noqa: F401
                                       read_class_names)  # noqa: F401
 from csra_jax.run.config_file import load_run_config, save_run_config  # noqa: F401
@@ -109,7 +110,7 @@ def _too_large(error: Exception) -> str:
     size = f"{int(found.group(1)):,} pixels" if found else "its size"
     return (f"image too large: {size}, above the limit of {Image.MAX_IMAGE_PIXELS:,} "
             "(PIL's decompression-bomb guard; decoding takes about 3 bytes a pixel); raise "
-            "--max-image-pixels for a file you trust, or downscale it")
+            "--max_image_pixels for a file you trust, or downscale it")
 
 
 def read_image_file(path: str) -> bytes:
@@ -165,11 +166,9 @@ class Predictor:
     def __init__(self, model, variables, image_size: int, normalization: Any = "resnet",
                  class_names: Optional[Sequence[str]] = None, batch_size: int = 16,
                  activation: str = "sigmoid"):
-        if isinstance(normalization, str):
-            self.mean, self.std = transforms.resolve_normalization(normalization)
-        else:
-            self.mean, self.std = transforms.resolve_normalization(mean=normalization[0],
-                                                                   std=normalization[1])
+        # The evaluation transform: (S, S) resize and this normalisation (bad values fail here).
+        self.spec = InputSpec(int(image_size), normalization)
+        self.mean, self.std = self.spec.mean_std
         if activation not in ("sigmoid", "softmax"):
             raise ValueError(f"activation must be 'sigmoid' or 'softmax', got {activation!r}")
         self.model, self.variables = model, variables
@@ -200,8 +199,8 @@ class Predictor:
             class_names, source = dataset_class_names(config), f"dataset {config.data.name!r}"
             if class_names is not None and len(class_names) != num_classes:
                 class_names = None  # e.g. another build of multilabel_json: keep going
-        kwargs.setdefault("activation",
-                          "softmax" if config.task == "single_label" else "sigmoid")
+        from csra_jax.tasks import get_task
+        kwargs.setdefault("activation", get_task(config.task).activation)
         return cls(model, variables, config.data.image_size, config.data.normalization,
                    _check_names(class_names, num_classes, source), **kwargs)
 

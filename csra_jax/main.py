@@ -23,6 +23,11 @@ from ml_collections import config_flags
 
 from csra_jax.cli_checks import check_workdir, fail, parse_flags
 
+if __name__ == "__main__":
+    # absl names the flags' module and the usage line after argv[0] (a file path under
+    # `python -m`); name the tool as users type it. Set before the flags are defined.
+    sys.argv[0] = "python -m csra_jax.main"
+
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file in configs/.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs, predictions.")

@@ -1,8 +1,8 @@
 r"""Predict labels (and CSRA attention maps) for image files with a trained or converted model.
 
-    python -m csra_jax.predict --workdir DIR IMAGES_OR_FOLDERS... [--top-k 5]
-        [--threshold 0.5] [--output preds.json|preds.csv] [--attention-dir viz/]
-    python -m csra_jax.predict --checkpoint converted/coco_r101 --class-names coco.txt img.jpg
+    python -m csra_jax.predict --workdir DIR IMAGES_OR_FOLDERS... [--top_k 5]
+        [--threshold 0.5] [--output preds.json|preds.csv] [--attention_dir viz/]
+    python -m csra_jax.predict --checkpoint converted/coco_r101 --class_names coco.txt img.jpg
     python -m csra_jax.predict --checkpoint DIR/checkpoints/1200 --config configs/demo.py \
         [--config.field=value ...] img.jpg
 
@@ -16,7 +16,6 @@ each, the others still predicted and written); 2 when the model could not be loa
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
@@ -24,6 +23,9 @@ import sys
 from typing import List, Optional, Tuple
 
 import numpy as np
+
+from csra_jax import cli_args
+from csra_jax.cli_checks import snake_case_config_field
 
 
 def _split_config_overrides(argv: List[str]) -> Tuple[List[str], List[str]]:
@@ -34,7 +36,7 @@ def _split_config_overrides(argv: List[str]) -> Tuple[List[str], List[str]]:
         if arg.startswith("--config."):
             if "=" not in arg and i + 1 < len(argv):
                 arg, i = f"{arg}={argv[i + 1]}", i + 1
-            overrides.append(arg)
+            overrides.append(snake_case_config_field(arg))
         else:
             rest.append(arg)
         i += 1
@@ -43,36 +45,36 @@ def _split_config_overrides(argv: List[str]) -> Tuple[List[str], List[str]]:
 
 def parse_args(argv: List[str]):
     rest, overrides = _split_config_overrides(argv)
-    p = argparse.ArgumentParser(
-        prog="python -m csra_jax.predict",
-        description="Multi-label predictions and CSRA attention maps for image files.")
+    p = cli_args.parser(
+        "csra_jax.predict",
+        "Multi-label predictions and CSRA attention maps for image files.")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--workdir", help="training run: best checkpoint, else the latest")
     src.add_argument("--checkpoint", help="a `python -m csra_jax.convert` output dir, or an "
                      "orbax step dir of a training run (DIR/checkpoints/<step>)")
     p.add_argument("--config", help="training config file (+ --config.field=value overrides); "
                    "default: the run's config.json")
-    p.add_argument("--class-names", help="file with one class name per line (or a JSON list)")
-    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--class_names", help="file with one class name per line (or a JSON list)")
+    p.add_argument("--top_k", type=int, default=5)
     p.add_argument("--threshold", type=float, default=0.5,
                    help="a label is predicted when its probability is >= this")
     p.add_argument("--output", help="write predictions to this .json (default) or .csv file")
-    p.add_argument("--attention-dir", help="write attention overlays and a grid per image here")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--image-size", type=int, help="override the model's resolution")
+    p.add_argument("--attention_dir", help="write attention overlays and a grid per image here")
+    p.add_argument("--batch_size", type=int, default=16)
+    p.add_argument("--image_size", type=int, help="override the model's resolution")
     p.add_argument("--normalization", choices=("resnet", "vit", "imagenet"),
                    help="override the input normalisation")
     p.add_argument("--which", choices=("best", "latest"), default="best",
                    help="with --workdir: the best (default) or the latest checkpoint")
-    p.add_argument("--max-image-pixels", type=int, default=89_478_485,
+    p.add_argument("--max_image_pixels", type=int, default=89_478_485,
                    help="refuse files with more pixels (default PIL's 89478485, ~9459x9459, "
                    "about 270 MB decoded; 0: no limit)")
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
-    args = p.parse_args(rest)
+    args = cli_args.parse(p, rest)
     if overrides and not args.config:
         p.error("--config.field=value overrides need --config CFG")
     if args.top_k < 0 or args.batch_size < 1 or args.max_image_pixels < 0:
-        p.error("--top-k and --max-image-pixels must be >= 0 and --batch-size >= 1")
+        p.error("--top_k and --max_image_pixels must be >= 0 and --batch_size >= 1")
     return args, overrides
 
 

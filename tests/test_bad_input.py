@@ -211,7 +211,7 @@ def test_predict_refuses_an_image_above_the_pixel_limit(tmp_path, capsys, monkey
     assert rc == 1
     assert errors == [f"error: {big}: image too large: 100,000,000 pixels, above the limit of "
                       "89,478,485 (PIL's decompression-bomb guard; decoding takes about 3 "
-                      "bytes a pixel); raise --max-image-pixels for a file you trust, or "
+                      "bytes a pixel); raise --max_image_pixels for a file you trust, or "
                       "downscale it"], errors
     assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
     results = {os.path.basename(r["file"]): r for r in json.loads(out.read_text())}

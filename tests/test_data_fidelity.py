@@ -80,10 +80,9 @@ def ds_dir(files, tmp_path_factory):
 
 @pytest.mark.parametrize("norm", NORMS)
 def test_eval_iterator_equals_torchvision_test_transform(files, ds_dir, norm):
-    it = data.create_eval_iterator("multilabel_json", ds_dir, config="fid", split="test",
-                                   global_batch_size=len(IMAGES), image_size=S,
-                                   normalization=norm, with_ids=True, process_index=0,
-                                   process_count=1)
+    it = data.create_eval_iterator("multilabel_json", ds_dir, data.InputSpec(S, norm),
+                                   config="fid", split="test", global_batch_size=len(IMAGES),
+                                   with_ids=True, process_index=0, process_count=1)
     batch = next(it)
     assert sorted(i.decode() for i in batch["id"]) == sorted(IMAGES)
     worst = 0.0

@@ -19,11 +19,10 @@ def ds_dir(tmp_path_factory):
     return str(d)
 
 
-def train_it(ds_dir, **kw):
-    args = dict(config="tiny", global_batch_size=4, image_size=32, seed=0,
-                process_index=0, process_count=1)
+def train_it(ds_dir, spec=data.InputSpec(32), **kw):
+    args = dict(config="tiny", global_batch_size=4, seed=0, process_index=0, process_count=1)
     args.update(kw)
-    return data.create_train_iterator("synthetic_shapes", ds_dir, **args)
+    return data.create_train_iterator("synthetic_shapes", ds_dir, spec, **args)
 
 
 def take(it, n):
@@ -44,9 +43,9 @@ def test_train_batch_format_and_normalisation(ds_dir):
     assert b["labels"].shape == b["ignore"].shape == (4, 10) and b["labels"].dtype == np.int8
     assert b["mask"].dtype == np.float32 and (b["mask"] == 1).all()
     assert 0.0 <= b["image"].min() and b["image"].max() <= 1.0 and b["image"].max() > 0.5
-    v = next(train_it(ds_dir, normalization="vit"))
+    v = next(train_it(ds_dir, data.InputSpec(32, "vit")))
     np.testing.assert_allclose(v["image"], b["image"] * 2 - 1, atol=1e-6)
-    e = next(train_it(ds_dir, mean=(0.1, 0.2, 0.3), std=(0.5, 0.5, 0.5)))
+    e = next(train_it(ds_dir, data.InputSpec(32, ((0.1, 0.2, 0.3), (0.5, 0.5, 0.5)))))
     np.testing.assert_allclose(e["image"], (b["image"] - [0.1, 0.2, 0.3]) / 0.5, atol=1e-5)
 
 
@@ -79,8 +78,8 @@ def test_train_process_slices_are_disjoint_and_complete(ds_dir):
 def test_eval_counts_every_example_exactly_once(ds_dir, global_batch, procs):
     all_idx, lengths = [], set()
     for p in range(procs):
-        it = data.create_eval_iterator("synthetic_shapes", ds_dir, config="tiny",
-                                       global_batch_size=global_batch, image_size=32,
+        it = data.create_eval_iterator("synthetic_shapes", ds_dir, data.InputSpec(32),
+                                       config="tiny", global_batch_size=global_batch,
                                        process_index=p, process_count=procs)
         batches = list(it)
         lengths.add(len(batches))
@@ -96,8 +95,8 @@ def test_eval_counts_every_example_exactly_once(ds_dir, global_batch, procs):
 
 
 def test_eval_ids_labels_match_the_source(ds_dir):
-    it = data.create_eval_iterator("synthetic_shapes", ds_dir, config="tiny",
-                                   global_batch_size=8, image_size=48, with_ids=True,
+    it = data.create_eval_iterator("synthetic_shapes", ds_dir, data.InputSpec(48),
+                                   config="tiny", global_batch_size=8, with_ids=True,
                                    process_index=0, process_count=1)
     src = data.load_builder("synthetic_shapes", ds_dir, "tiny").as_data_source("test")
     assert it.num_examples == N_TEST and it.class_names[0] == "circle"
@@ -150,8 +149,8 @@ def test_mesh_gives_global_sharded_arrays(ds_dir):
     for k, v in b.items():
         assert isinstance(v, jax.Array) and v.sharding == NamedSharding(mesh, P("data")), k
         np.testing.assert_allclose(np.asarray(v), ref[k], atol=1e-6, err_msg=k)
-    ev = data.create_eval_iterator("synthetic_shapes", ds_dir, config="tiny", mesh=mesh,
-                                   global_batch_size=gb, image_size=32)
+    ev = data.create_eval_iterator("synthetic_shapes", ds_dir, data.InputSpec(32),
+                                   config="tiny", mesh=mesh, global_batch_size=gb)
     assert sum(float(x["mask"].sum()) for x in ev) == N_TEST
 
 
@@ -160,8 +159,8 @@ import sys, jax, numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 from csra_jax import data
 mesh = jax.make_mesh((4,), ("data",))
-it = data.create_train_iterator("synthetic_shapes", sys.argv[1], config="tiny", mesh=mesh,
-                                global_batch_size=8, image_size=32)
+it = data.create_train_iterator("synthetic_shapes", sys.argv[1], data.InputSpec(32),
+                                config="tiny", mesh=mesh, global_batch_size=8)
 b = next(it)
 assert b["image"].shape == (8, 32, 32, 3), b["image"].shape
 assert b["image"].sharding == NamedSharding(mesh, P("data"))
@@ -182,7 +181,8 @@ def test_mesh_with_four_cpu_devices(ds_dir):
 
 def test_errors_for_unprepared_data_and_bad_split(tmp_path, ds_dir):
     with pytest.raises(data.DataError, match="no prepared voc2007 dataset here"):
-        data.create_train_iterator("voc2007", str(tmp_path), global_batch_size=2, image_size=8)
+        data.create_train_iterator("voc2007", str(tmp_path), data.InputSpec(8),
+                                   global_batch_size=2)
     with pytest.raises(data.DataError, match="split 'val' not prepared"):
         train_it(ds_dir, split="val")
     with pytest.raises(ValueError, match="not divisible by the process count"):

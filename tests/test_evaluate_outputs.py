@@ -29,6 +29,13 @@ def test_voc_comp2_files(tmp_path):
     assert abs(float(score) - 1 / (1 + np.exp(-res["logits"][3, 1]))) < 1e-6
 
 
+def test_only_voc2012_is_written_for_an_evaluation_server():
+    from csra_jax.data import DATASETS
+    formats = {n: i.server_format for n, i in DATASETS.items() if i.server_format}
+    assert formats == {"voc2012": "voc_comp2"}
+    assert eval_lib.SERVER_WRITERS["voc_comp2"] is eval_lib.write_voc_comp2
+
+
 def test_predictions_file_roundtrip(tmp_path):
     res = _results()
     path = str(tmp_path / "p.npz")

@@ -195,7 +195,7 @@ def test_convert_commands_match_the_releases():
         a = parse_args(cmd[3:])  # argparse exits on an unknown flag or arch
         assert a.source == "csra" and a.out_dir.startswith("converted/")
         got[os.path.basename(a.out_dir)] = (a.arch, a.num_classes, a.num_heads, a.lam,
-                                            a.img_size)
+                                            a.image_size)
     assert got == RELEASES
 
 
@@ -213,7 +213,7 @@ def test_main_commands_build_valid_configs_that_fit_their_weights():
         if c.init_source == "converted":  # the release's heads, classes and size, or a
             a = converted[os.path.basename(c.init_checkpoint)]  # silently reinit'ed head
             assert (c.model.arch, c.model.num_heads, c.data.image_size) == (
-                a.arch, a.num_heads, a.img_size), cmd
+                a.arch, a.num_heads, a.image_size), cmd
             assert NUM_CLASSES[c.data.name] == a.num_classes, cmd
     assert {"converted", "csra", "torchvision"} <= seen_sources
 

@@ -1,7 +1,7 @@
-"""Converts a PyTorch checkpoint into an orbax checkpoint csra_jax can restore.
+r"""Converts a PyTorch checkpoint into an orbax checkpoint csra_jax can restore.
 
-    python -m csra_jax.convert --source csra --arch resnet101 --num-classes 80 \
-        --num-heads 4 --lam 0.5 IN.pth OUT_DIR
+    python -m csra_jax.convert --source csra --arch resnet101 --num_classes 80 \
+        --num_heads 4 --lam 0.5 IN.pth OUT_DIR
 
 ``--sha256 HEX`` first checks IN against the digest its publisher gives (all 64 hex
 digits, or a prefix of at least 8 such as the one in torchvision file names).
@@ -17,6 +17,7 @@ import sys
 
 import jax
 
+from csra_jax import cli_args
 from csra_jax.convert.converted_checkpoint import save_converted
 from csra_jax.convert.sha256 import check_sha256
 from csra_jax.convert.state_dict_io import load_state_dict
@@ -25,26 +26,30 @@ from csra_jax.models.classifier import available_archs, create_model
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="python -m csra_jax.convert", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli_args.parser("csra_jax.convert", __doc__,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--source", required=True, choices=SOURCES)
     p.add_argument("--arch", required=True, choices=available_archs())
-    p.add_argument("--num-classes", type=int, required=True)
+    p.add_argument("--num_classes", type=int, required=True)
     p.add_argument("--head", default="csra", choices=("csra", "gap"))
-    p.add_argument("--num-heads", type=int, default=1)
+    p.add_argument("--num_heads", type=int, default=1)
     p.add_argument("--lam", type=float, default=0.1)
-    p.add_argument("--img-size", type=int, default=448)
+    p.add_argument("--image_size", type=int, default=448, help="input resolution (sizes "
+                   "a ViT's position embedding)")
+    # The first releases spelt it --img-size; still accepted, not listed.
+    p.add_argument("--img_size", dest="image_size", type=int, default=argparse.SUPPRESS,
+                   help=argparse.SUPPRESS)
     p.add_argument("--sha256", default="", metavar="HEX",
                    help="expected sha256 of the input file (full or >= 8-digit prefix)")
     p.add_argument("input", help=".pth/.pt/.safetensors state_dict")
     p.add_argument("out_dir", help="directory to create (must not hold a checkpoint)")
-    return p.parse_args(argv)
+    return cli_args.parse(p, argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     model_kwargs = dict(arch=args.arch, num_classes=args.num_classes, head=args.head,
-                        img_size=args.img_size)
+                        img_size=args.image_size)
     if args.head == "csra":
         model_kwargs.update(num_heads=args.num_heads, lam=args.lam)
     try:

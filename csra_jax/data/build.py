@@ -22,6 +22,7 @@ import sys
 from etils import epath
 import tensorflow_datasets as tfds
 
+from csra_jax import cli_args
 from csra_jax.data import registry
 from csra_jax.data.errors import DataError
 
@@ -119,7 +120,7 @@ def config_fields(dataset: str, sets) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = cli_args.parser("csra_jax.data.build", __doc__.split("\n")[0])
     p.add_argument("dataset", choices=sorted(registry.DATASETS))
     p.add_argument("--data_dir", required=True, help="where prepared datasets go")
     p.add_argument("--manual_dir", help="folder holding the official downloads")
@@ -136,7 +137,7 @@ def main(argv=None) -> int:
     p.add_argument("--image_root")
     p.add_argument("--set", type=_kv, action="append", default=[], dest="sets",
                    help="any config field, KEY=VALUE (JSON value), e.g. num_train=100")
-    a = p.parse_args(argv)
+    a = cli_args.parse(p, sys.argv[1:] if argv is None else argv)
     try:
         kwargs = config_fields(a.dataset, a.sets)
     except DataError as e:

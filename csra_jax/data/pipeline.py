@@ -25,13 +25,14 @@ orbax via `grain.checkpoint.CheckpointSave(it)` / `CheckpointRestore(it)`.
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 from absl import flags
 import grain
 import numpy as np
 
 from csra_jax.data import registry, transforms
+from csra_jax.data.input_spec import InputSpec
 
 
 def ensure_absl_flags_parsed() -> None:
@@ -57,6 +58,13 @@ def _local_batch(global_batch_size: int, process_count: int) -> int:
     return global_batch_size // process_count
 
 
+def _check_spec(spec) -> InputSpec:
+    if not isinstance(spec, InputSpec):
+        raise TypeError(f"spec must be a csra_jax.data.InputSpec (e.g. InputSpec(size=448)), "
+                        f"got {type(spec).__name__} {spec!r}")
+    return spec
+
+
 def _source(name, data_dir, split, config, train):
     info = registry.DATASETS.get(name)
     if info is None:
@@ -75,9 +83,9 @@ def _source(name, data_dir, split, config, train):
 class _TrainMap(grain.transforms.RandomMap):
     """Worker-side: decode + augment to uint8; labels pass through."""
 
-    def __init__(self, size, scale, ratio, hflip, randaugment, draft):
-        self.kw = dict(size=size, scale=tuple(scale), ratio=tuple(ratio), hflip=hflip,
-                       randaugment=randaugment, draft=draft)
+    def __init__(self, spec: InputSpec):
+        self.kw = dict(size=spec.size, scale=spec.crop_scale, ratio=spec.crop_ratio,
+                       hflip=spec.hflip, randaugment=spec.randaugment, draft=spec.draft)
 
     def random_map(self, item, rng):
         index, ex = item
@@ -193,26 +201,21 @@ def _prefetch(ds: grain.MapDataset, num_workers: int, read_threads: int,
     return it
 
 
-def create_train_iterator(name: str, data_dir: str, *, global_batch_size: int,
-                          image_size: int, split: Optional[str] = None,
-                          config: Optional[str] = None, normalization: str = "resnet",
-                          mean=None, std=None, seed: int = 0, num_workers: int = 0,
-                          crop_scale: Sequence[float] = (0.7, 1.0),
-                          crop_ratio: Sequence[float] = (3 / 4, 4 / 3),
-                          hflip: bool = True, randaugment: Any = None, mesh=None,
-                          draft: bool = False, read_threads: int = 2,
-                          worker_buffer_size: int = 2,
-                          process_index: Optional[int] = None,
+def create_train_iterator(name: str, data_dir: str, spec: InputSpec, *,
+                          global_batch_size: int, split: Optional[str] = None,
+                          config: Optional[str] = None, seed: int = 0, mesh=None,
+                          num_workers: int = 0, read_threads: int = 2,
+                          worker_buffer_size: int = 2, process_index: Optional[int] = None,
                           process_count: Optional[int] = None) -> grain.DatasetIterator:
     """Infinite, checkpointable training iterator of batches (see module docstring).
 
-    Each process reads the disjoint slice source[process_index::process_count] and
-    yields global_batch_size // process_count rows per step. `num_workers` > 0 runs
-    decoding in that many worker processes (grain mp_prefetch); 0 uses `read_threads`
-    threads in this process. `randaugment`: None, (num_ops, magnitude) or 'rand-m9-n2'.
-    `draft=True` opts in to JPEG draft decoding (faster on large JPEGs, not the official
-    transform; see `transforms`).
+    ``spec`` says what each image becomes (size, normalisation, crop, flip, RandAugment,
+    draft decoding). Each process reads the disjoint slice
+    source[process_index::process_count] and yields global_batch_size // process_count
+    rows per step. `num_workers` > 0 runs decoding in that many worker processes (grain
+    mp_prefetch); 0 uses `read_threads` threads in this process.
     """
+    _check_spec(spec)
     pi, pc = _process(process_index, process_count)
     local_batch = _local_batch(global_batch_size, pc)
     _check_mesh(mesh, local_batch)
@@ -223,12 +226,10 @@ def create_train_iterator(name: str, data_dir: str, *, global_batch_size: int,
         raise ValueError(f"{name}/{split}: this process' slice has {len(ds)} examples, fewer "
                          f"than the per-process batch {local_batch}")
     ds = ds.seed(seed).shuffle().repeat()
-    ds = ds.random_map(_TrainMap(image_size, crop_scale, crop_ratio, hflip,
-                                 transforms.parse_randaugment(randaugment), draft))
+    ds = ds.random_map(_TrainMap(spec))
     ds = ds.batch(local_batch, drop_remainder=True)
     it = _prefetch(ds, num_workers, read_threads, worker_buffer_size)
-    mean_, std_ = transforms.resolve_normalization(normalization, mean, std)
-    return iter(it.map(_Finalize(mesh, mean_, std_)))
+    return iter(it.map(_Finalize(mesh, *spec.mean_std)))
 
 
 def eval_layout(num_examples: int, local_batch: int, process_index: int,
@@ -261,22 +262,19 @@ class EvalIterator:
         return next(self._it)
 
 
-def create_eval_iterator(name: str, data_dir: str, *, global_batch_size: int,
-                         image_size: int, split: Optional[str] = None,
-                         config: Optional[str] = None, normalization: str = "resnet",
-                         mean=None, std=None, num_workers: int = 0, mesh=None,
-                         draft: bool = False, with_ids: bool = False,
-                         read_threads: int = 2, worker_buffer_size: int = 2,
-                         process_index: Optional[int] = None,
-                         process_count: Optional[int] = None, seed: int = 0,
-                         **unused_train_kwargs) -> EvalIterator:
+def create_eval_iterator(name: str, data_dir: str, spec: InputSpec, *,
+                         global_batch_size: int, split: Optional[str] = None,
+                         config: Optional[str] = None, mesh=None, with_ids: bool = False,
+                         num_workers: int = 0, read_threads: int = 2,
+                         worker_buffer_size: int = 2, process_index: Optional[int] = None,
+                         process_count: Optional[int] = None) -> EvalIterator:
     """One pass over `split` with every example exactly once (see module docstring).
 
-    Images go through the official test transform exactly (`transforms.decode_eval`);
-    `draft=True` is for speed studies only. Train-only keywords (crop_scale, hflip,
-    randaugment, ...) are accepted and ignored so callers can pass one set of options.
+    Images go through the official test transform exactly (`transforms.decode_eval`) at
+    ``spec.size`` with ``spec.normalization``; the spec's crop and augmentation fields
+    are training-only, and ``spec.draft=True`` is for speed studies only.
     """
-    del seed, unused_train_kwargs
+    _check_spec(spec)
     pi, pc = _process(process_index, process_count)
     local_batch = _local_batch(global_batch_size, pc)
     _check_mesh(mesh, local_batch)
@@ -286,8 +284,7 @@ def create_eval_iterator(name: str, data_dir: str, *, global_batch_size: int,
     padded = _PaddedSlice(source, start, end, num_batches * local_batch)
     class_names = builder.info.metadata["class_names"]
     ds = grain.MapDataset.source(padded).map(
-        _EvalMap(image_size, len(class_names), draft, with_ids))
+        _EvalMap(spec.size, len(class_names), spec.draft, with_ids))
     ds = ds.batch(local_batch, drop_remainder=True, batch_fn=_batch_fn(with_ids))
     it = _prefetch(ds, num_workers, read_threads, worker_buffer_size)
-    mean_, std_ = transforms.resolve_normalization(normalization, mean, std)
-    return EvalIterator(it.map(_Finalize(mesh, mean_, std_)), num_batches, n, class_names)
+    return EvalIterator(it.map(_Finalize(mesh, *spec.mean_std)), num_batches, n, class_names)

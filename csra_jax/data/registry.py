@@ -26,6 +26,9 @@ class DatasetInfo:
     eval_split: str
     splits: tuple[str, ...]
     config_cls: Any = None                   # BuilderConfig dataclass for keyword configs
+    # An eval split without public labels is written for this evaluation server instead
+    # of scored (train.evaluate.SERVER_WRITERS), e.g. VOC2012 test.
+    server_format: Optional[str] = None
 
     @property
     def num_classes(self) -> Optional[int]:
@@ -36,7 +39,7 @@ DATASETS: dict[str, DatasetInfo] = {
     "voc2007": DatasetInfo("voc2007", voc.Voc2007, voc.VOC_CLASSES, "trainval", "test",
                            ("trainval", "test")),
     "voc2012": DatasetInfo("voc2012", voc.Voc2012, voc.VOC_CLASSES, "trainval", "test",
-                           ("trainval", "test")),
+                           ("trainval", "test"), server_format="voc_comp2"),
     "coco2014": DatasetInfo("coco2014", coco.Coco2014, coco.COCO_CLASSES, "train", "val",
                             ("train", "val"), coco.Coco2014Config),
     "wider_attribute": DatasetInfo("wider_attribute", wider.WiderAttribute,

@@ -193,6 +193,7 @@ class Checkpoints:
                 np.int64(max(self.interrupted_best, default=-1)))
             self.interrupted_best = [int(last)] if int(last) >= 0 else []
         self._saving: Dict[str, Optional[int]] = {"checkpoints": None, "best": None}
+        self.best_key = best_metric
         self.latest = make_manager(
             workdir / "checkpoints", ("state", "data", "meta"),
             policy=ocp.checkpoint_managers.LatestN(n=keep),
@@ -238,7 +239,7 @@ class Checkpoints:
         if step is None:
             return None
         metrics = self.best.metrics(step) or {}
-        value = metrics.get("mAP")
+        value = metrics.get(self.best_key)
         return None if value is None else float(value)
 
     # ---------------------------------------------------------- restoring

@@ -14,9 +14,9 @@ import ml_collections
 from csra_jax.models.attend_rectify import validate_attend_rectify_args
 from csra_jax.models.classifier import HEADS, available_archs
 from csra_jax.models.csra import validate_csra_args
+from csra_jax.tasks import TASKS
 
 MODES = ("train", "evaluate", "train_and_evaluate", "lambda_sweep")
-TASKS = ("multi_label", "single_label")
 DTYPES = ("float32", "bfloat16")
 INIT_SOURCES = ("", "torchvision", "timm", "csra", "converted")
 SCHEDULES = ("step", "cosine")
@@ -177,6 +177,8 @@ def validate_config(c: ml_collections.ConfigDict, device_count: int, process_cou
            f"data.crop_scale={tuple(c.data.crop_scale)} must be two numbers (lo, hi)")
     lo, hi = c.data.crop_scale
     _check(0 < lo <= hi <= 1, f"data.crop_scale={tuple(c.data.crop_scale)} must satisfy 0 < lo <= hi <= 1")
+    from csra_jax.data.input_spec import InputSpec
+    InputSpec.from_config(c.data)  # the rest of what an image becomes (data.normalization, ...)
     _check(c.checkpoint_every_steps > 0, "checkpoint_every_steps must be positive")
     _check(c.keep_checkpoints >= 1, "keep_checkpoints must be >= 1")
     _check(c.on_damaged_checkpoint in ("fallback", "stop"),

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Callable, Dict, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence, Union
 
 import jax
 import numpy as np
 from etils import epath
 from jax.experimental import multihost_utils
 
-from csra_jax import metrics as metrics_lib
+from csra_jax.tasks import Task, get_task
 
 
 def _local_ids(batch) -> Dict[int, str]:
@@ -69,15 +69,12 @@ def gather_ids(ids: Dict[int, str], workdir: str, tag: str) -> Dict[int, str]:
     return merged
 
 
-def score(results: dict, task: str, threshold: float, protocol: str = "default") -> dict:
-    """Metrics of the collected results; ``protocol`` ("default" | "official") picks the
-    multi-label evaluation rules (see ``csra_jax.metrics``)."""
-    if task == "single_label":
-        return metrics_lib.single_label_metrics(results["logits"],
-                                                np.argmax(results["labels"], axis=-1))
-    return metrics_lib.multilabel_metrics(results["logits"], results["labels"],
-                                          ignore=results["ignore"], threshold=threshold,
-                                          protocol=protocol)
+def score(results: dict, task: Union[str, Task], threshold: float,
+          protocol: str = "default") -> dict:
+    """The task's metrics of the collected results; ``protocol`` ("default" | "official")
+    picks the multi-label evaluation rules (see ``csra_jax.metrics``)."""
+    return get_task(task).metrics(results["logits"], results["labels"], results.get("ignore"),
+                                  threshold=threshold, protocol=protocol)
 
 
 def metric_prefix(protocol: str) -> str:
@@ -111,35 +108,34 @@ def write_voc_comp2(out_dir, results: dict, ids: Dict[int, str],
     return str(main)
 
 
-def summary_line(m: dict, task: str) -> str:
-    if task == "single_label":
-        return f"top1 {m['top1']:.2f}  top5 {m['top5']:.2f}"
-    line = ("mAP {mAP:.2f}  CP {CP:.1f} CR {CR:.1f} CF1 {CF1:.1f}  OP {OP:.1f} OR {OR:.1f} "
-            "OF1 {OF1:.1f}  | top3 CF1 {CF1_top3:.1f} OF1 {OF1_top3:.1f}").format(**m)
-    return f"{line}  [{m['protocol']} protocol]" if "protocol" in m else line
+# DatasetInfo.server_format -> the writer of an evaluation server's result files.
+SERVER_WRITERS = {"voc_comp2": write_voc_comp2}
+
+
+def summary_line(m: dict, task: Union[str, Task]) -> str:
+    return get_task(task).summary_line(m)
 
 
 def lambda_sweep(results: dict, lams: Sequence[float], threshold: float,
-                 protocol: str = "default") -> dict:
-    """mean + lam * max for each lam; returns {lam: metrics} and the Table-1 row."""
-    rows = {}
-    for lam in lams:
-        logits = results["mean"] + lam * results["max"]
-        rows[float(lam)] = metrics_lib.multilabel_metrics(
-            logits, results["labels"], ignore=results["ignore"], threshold=threshold,
-            protocol=protocol)
-    base = rows.get(0.0) or metrics_lib.multilabel_metrics(
-        results["mean"], results["labels"], ignore=results["ignore"], threshold=threshold,
-        protocol=protocol)
-    best_lam = max(rows, key=lambda l: rows[l]["mAP"])
-    return {"per_lam": rows, "baseline_mAP": base["mAP"], "best_lam": best_lam,
-            "best_mAP": rows[best_lam]["mAP"], "gain": rows[best_lam]["mAP"] - base["mAP"],
-            "protocol": protocol}
+                 protocol: str = "default", task: Union[str, Task] = "multi_label") -> dict:
+    """mean + lam * max for each lam, rated by the task's ``best_key``; returns
+    {lam: metrics} and the Table-1 row (``baseline_<key>``, ``best_<key>``)."""
+    task = get_task(task)
+    key = task.best_key
+    rate = lambda logits: task.metrics(logits, results["labels"], results["ignore"],
+                                       threshold=threshold, protocol=protocol)
+    rows = {float(lam): rate(results["mean"] + lam * results["max"]) for lam in lams}
+    base = rows.get(0.0) or rate(results["mean"])
+    best_lam = max(rows, key=lambda l: rows[l][key])
+    return {"per_lam": rows, f"baseline_{key}": base[key], "best_lam": best_lam,
+            f"best_{key}": rows[best_lam][key], "gain": rows[best_lam][key] - base[key],
+            "protocol": protocol, "key": key}
 
 
 def lambda_sweep_table(sweep: dict) -> str:
-    lines = [f"lam      mAP  [{sweep.get('protocol', 'default')} protocol]"]
-    lines += [f"{lam:<8g} {m['mAP']:.2f}" for lam, m in sweep["per_lam"].items()]
-    lines.append(f"baseline {sweep['baseline_mAP']:.2f} | best lam {sweep['best_lam']:g}: "
-                 f"{sweep['best_mAP']:.2f} ({sweep['gain']:+.2f})")
+    key = sweep.get("key", "mAP")
+    lines = [f"lam      {key}  [{sweep.get('protocol', 'default')} protocol]"]
+    lines += [f"{lam:<8g} {m[key]:.2f}" for lam, m in sweep["per_lam"].items()]
+    lines.append(f"baseline {sweep[f'baseline_{key}']:.2f} | best lam {sweep['best_lam']:g}: "
+                 f"{sweep[f'best_{key}']:.2f} ({sweep['gain']:+.2f})")
     return "\n".join(lines)

@@ -21,14 +21,15 @@ from csra_jax import data as data_lib
 from csra_jax.metrics import format_ap_table
 from csra_jax.run.class_names import save_class_names
 from csra_jax.run.paths import RunDir
+from csra_jax.tasks import get_task
 from csra_jax.train import disk_space
 from csra_jax.train import evaluate as eval_lib
 from csra_jax.train import resume_check
-from csra_jax.train.checkpoints import Checkpoints
+from csra_jax.run.checkpoints import Checkpoints
 from csra_jax.train.config import validate_config
 from csra_jax.train.metric_writer import MetricWriter
 from csra_jax.train.optimizer import create_optimizer
-from csra_jax.train.run_lock import RunLock, WorkdirLockedError
+from csra_jax.run.lock import RunLock, WorkdirLockedError
 from csra_jax.train.stall import StallDetector
 from csra_jax.train.state import (abstract_train_state, create_train_state, model_from_config,
                                   state_variables)
@@ -79,22 +80,21 @@ def prepare_dataset(config) -> data_lib.DatasetInfo:
 
 
 def _data_kwargs(config, info, mesh, train: bool) -> dict:
+    """The iterators' arguments; what each image becomes is the config's ``InputSpec``."""
     d = config.data
+    spec = data_lib.InputSpec.from_config(d)
     return dict(name=d.name, data_dir=os.path.expanduser(d.data_dir),
+                spec=spec if train else spec.for_eval(),
                 split=(d.train_split or info.train_split) if train else
                 (d.eval_split or info.eval_split),
                 config=d.builder_config or None,
                 global_batch_size=config.batch_size if train else config.eval_batch_size,
-                image_size=d.image_size, normalization=d.normalization,
                 num_workers=d.num_workers, read_threads=d.read_threads, mesh=mesh)
 
 
 def train_iterator(config, info, mesh):
-    d = config.data
-    return data_lib.create_train_iterator(
-        **_data_kwargs(config, info, mesh, True), seed=config.seed,
-        crop_scale=tuple(d.crop_scale), hflip=d.hflip, randaugment=d.randaugment or None,
-        draft=d.draft)
+    return data_lib.create_train_iterator(**_data_kwargs(config, info, mesh, True),
+                                          seed=config.seed)
 
 
 def eval_iterator(config, info, mesh, with_ids=True):
@@ -171,6 +171,7 @@ class Experiment:
         self.mesh = make_mesh()
         self.info = prepare_dataset(config)
         self.class_names = tuple(self.info.class_names)
+        self.task = get_task(config.task)
         if _is_main() and (training or not self.run_dir.class_names.exists()):
             save_class_names(self.workdir, self.class_names)  # predict needs no dataset
         self.model = model_from_config(config, len(self.class_names))
@@ -180,7 +181,7 @@ class Experiment:
         self.tx, self.schedules = create_optimizer(
             optim, max(1, self.steps_per_epoch // accum))
         self.rng = jax.random.PRNGKey(config.seed)
-        self.ckpts = Checkpoints(self.workdir, config.keep_checkpoints,
+        self.ckpts = Checkpoints(self.workdir, config.keep_checkpoints, self.task.best_key,
                                  on_damaged=config.on_damaged_checkpoint)
         self.writer = MetricWriter(self.workdir)
         self.eval_step = make_eval_step(self.model, self.mesh)
@@ -226,12 +227,15 @@ class Experiment:
         out_dir.mkdir(parents=True, exist_ok=True)
         eval_lib.save_predictions(self.run_dir.predictions(step), results, ids,
                                   self.class_names)
-        if self.info.name == "voc2012" and not results["labels"].any():
-            where = eval_lib.write_voc_comp2(out_dir, results, ids, self.class_names)
-            _print(f"VOC2012 test has no public labels; wrote server files to {where}")
+        if self.info.server_format and not results["labels"].any():
+            where = eval_lib.SERVER_WRITERS[self.info.server_format](
+                out_dir, results, ids, self.class_names)
+            split = self.config.data.eval_split or self.info.eval_split
+            _print(f"{self.info.name} {split} has no public labels; wrote evaluation-server "
+                   f"files to {where}")
             return {}
         protocol = self.config.eval.protocol
-        m = eval_lib.score(results, self.config.task, self.config.threshold, protocol)
+        m = eval_lib.score(results, self.task, self.config.threshold, protocol)
         if "AP" in m:
             table = format_ap_table(m["AP"] / 100.0, self.class_names)
             self.run_dir.ap_table(step).write_text(table + "\n")
@@ -240,7 +244,7 @@ class Experiment:
                 _print(f"note: {len(m['classes_without_positives'])} classes have no positives "
                        "in this split and are left out of mAP")
         _print(f"[eval step {step}] {len(results['index'])} images in {elapsed:.1f}s  "
-               + eval_lib.summary_line(m, self.config.task))
+               + eval_lib.summary_line(m, self.task))
         self.writer.write(step, {k: v for k, v in m.items() if np.isscalar(v)},
                           prefix=eval_lib.metric_prefix(protocol))
         return m
@@ -250,11 +254,13 @@ class Experiment:
         it = eval_iterator(self.config, self.info, self.mesh, with_ids=False)
         results, _ = eval_lib.collect(make_sweep_step(self.model, self.mesh), variables, it)
         sweep = eval_lib.lambda_sweep(results, self.config.lambda_sweep_lams,
-                                      self.config.threshold, self.config.eval.protocol)
+                                      self.config.threshold, self.config.eval.protocol,
+                                      self.task)
         _print("training-free lambda sweep (score = mean + lam * max):\n"
                + eval_lib.lambda_sweep_table(sweep))
         prefix = eval_lib.metric_prefix(self.config.eval.protocol).replace("eval/", "sweep/")
-        self.writer.write(step, {f"{prefix}mAP_lam{lam:g}": m["mAP"]
+        key = self.task.best_key
+        self.writer.write(step, {f"{prefix}{key}_lam{lam:g}": m[key]
                                  for lam, m in sweep["per_lam"].items()})
         return sweep
 
@@ -265,12 +271,13 @@ class Experiment:
         restored = self.ckpts.restore_latest(self.abstract_state(), replicated(self.mesh), it)
         if restored is not None:
             state, meta = restored
-            best = float(meta.get("best_mAP", -math.inf))
+            best = self.task.rating(meta, prefix="best_")
+            best = -math.inf if best is None else best
             _print(f"resumed from step {int(meta['step'])} in {self.workdir}")
         else:
             state, best = self.fresh_state(), -math.inf
         train_step = make_train_step(self.model, self.tx, self.mesh, self.schedules,
-                                     config.task, config.grad_accum_steps)
+                                     self.task, config.grad_accum_steps)
         total = config.num_epochs * self.steps_per_epoch
         if config.max_steps > 0:
             total = min(total, config.max_steps)
@@ -314,10 +321,10 @@ class Experiment:
                                                    (epoch + 1) % config.eval_every_epochs == 0)):
                     self._check_finite(step, metrics)
                     m = self.evaluate(state_variables(state), step)
-                    key = "top1" if config.task == "single_label" else "mAP"
+                    key = self.task.best_key
                     if m and m.get(key, -math.inf) > best:
                         best = m[key]
-                        self.ckpts.save_best(step, state, {"mAP": best},
+                        self.ckpts.save_best(step, state, {key: best},
                                              {"step": step, "epoch": epoch + 1})
                     last_metrics.update(m)
                 self._save(step, state, it, best, metrics)
@@ -349,10 +356,10 @@ class Experiment:
         best = self.ckpts.best_metric()
         best = -math.inf if best is None else best
         m = self.evaluate(variables, n)
-        key = "top1" if self.config.task == "single_label" else "mAP"
+        key = self.task.best_key
         if m and m.get(key, -math.inf) > best:
             best = m[key]
-            self.ckpts.save_best(n, state if n == step else old, {"mAP": best},
+            self.ckpts.save_best(n, state if n == step else old, {key: best},
                                  {"step": n, "epoch": n // self.steps_per_epoch})
         return best
 
@@ -386,7 +393,7 @@ class Experiment:
         self._check_finite(step, metrics)  # never checkpoint past a non-finite step
         if step in self.ckpts.latest.all_steps():
             return
-        self.ckpts.save(step, state, it, {"step": step, "best_mAP": best})
+        self.ckpts.save(step, state, it, {"step": step, f"best_{self.task.best_key}": best})
 
     def close(self):
         self.preemption.restore()

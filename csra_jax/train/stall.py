@@ -11,9 +11,11 @@ logged loss, so the detector adds no round trip.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Union
 
 import numpy as np
+
+from csra_jax.tasks import Task, get_task
 
 # Config fields a stalled from-scratch run should try, with why.
 ADVICE = (
@@ -24,14 +26,11 @@ ADVICE = (
     "(check the dataset's annotation files). Set stall_check_steps=0 to silence this.")
 
 
-def prior_entropy(label_freq: np.ndarray, task: str = "multi_label") -> float:
-    """Loss of predicting the label prior: mean binary entropy over classes (multi-label)
-    or the entropy of the class distribution (single-label), in nats."""
-    p = np.clip(np.asarray(label_freq, np.float64), 1e-12, 1 - 1e-12)
-    if task == "single_label":
-        p = p / p.sum()
-        return float(-(p * np.log(p)).sum())
-    return float(np.mean(-p * np.log(p) - (1 - p) * np.log1p(-p)))
+def prior_entropy(label_freq: np.ndarray, task: Union[str, Task] = "multi_label") -> float:
+    """Loss of predicting the label prior, in nats: the task's ``prior_entropy`` (mean
+    binary entropy over classes for multi-label, the class distribution's entropy for
+    single-label)."""
+    return get_task(task).prior_entropy(label_freq)
 
 
 class StallDetector:
@@ -40,11 +39,11 @@ class StallDetector:
     losses (the last ``window`` observations) average within ``margin`` of the prior
     entropy (or above it), and None otherwise."""
 
-    def __init__(self, check_steps: int, margin: float, task: str = "multi_label",
-                 window: int = 5):
+    def __init__(self, check_steps: int, margin: float,
+                 task: Union[str, Task] = "multi_label", window: int = 5):
         self.check_steps = int(check_steps)
         self.margin = float(margin)
-        self.task = task
+        self.task = get_task(task)
         self.window = window
         self.fired = False
         self._done = self.check_steps <= 0
@@ -92,7 +91,7 @@ class StallDetector:
         seen = self._count > 0
         if not seen.any() or not np.isfinite(self._losses).all():
             return None
-        h = prior_entropy(self._label_sum[seen] / self._count[seen], self.task)
+        h = self.task.prior_entropy(self._label_sum[seen] / self._count[seen])
         recent = float(np.mean(self._losses))
         self.last = {"stall_loss": recent, "stall_prior_entropy": h}
         if recent < (1.0 - self.margin) * h:

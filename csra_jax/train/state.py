@@ -13,6 +13,7 @@ import optax
 from flax import traverse_util
 
 from csra_jax.models.classifier import Classifier, create_model
+from csra_jax.tasks import get_task
 
 
 @flax.struct.dataclass
@@ -38,7 +39,7 @@ def model_from_config(config: ml_collections.ConfigDict, num_classes: int) -> Cl
     if m.head == "attend_rectify":
         kwargs.update(attention_depth=m.attention_depth, attention_heads=m.attention_heads,
                       gate=m.gate, reg_weight=m.attention_reg_weight,
-                      aggregate="log_softmax" if config.task == "single_label" else "logits")
+                      aggregate=get_task(config.task).aggregate)
     if m.head == "csra":
         kwargs.update(normalize=m.normalize)
         if m.temperatures is not None:

@@ -19,7 +19,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from csra_jax.models.attend_rectify import AttendRectifyHead
 from csra_jax.models.classifier import Classifier
 from csra_jax.models.gap import class_score_map
-from csra_jax.train.loss import bce_with_logits, nll_loss, softmax_cross_entropy
+from csra_jax.tasks import Task, get_task
 from csra_jax.train.optimizer import learning_rates
 from csra_jax.train.state import TrainState, state_variables
 
@@ -50,13 +50,9 @@ def outputs_log_probs(model: Classifier) -> bool:
     return isinstance(model.head, AttendRectifyHead) and model.head.aggregate == "log_softmax"
 
 
-def compute_loss(task: str, logits, batch, log_probs: bool = False):
-    if task == "single_label":
-        loss_fn = nll_loss if log_probs else softmax_cross_entropy
-        return loss_fn(logits, jnp.argmax(batch["labels"], axis=-1), mask=batch.get("mask"))
-    # Training ignores only what the dataset marks ignored in its training split.
-    return bce_with_logits(logits, batch["labels"], ignore=batch.get("ignore"),
-                           mask=batch.get("mask"))
+def compute_loss(task: str | Task, logits, batch, log_probs: bool = False):
+    """The task's loss (``task``: a name of ``csra_jax.tasks.TASKS`` or a ``Task``)."""
+    return get_task(task).loss(logits, batch, log_probs)
 
 
 def _all_finite(tree) -> jax.Array:
@@ -67,7 +63,7 @@ def _all_finite(tree) -> jax.Array:
 
 
 def make_train_step(model: Classifier, tx: optax.GradientTransformation, mesh: Mesh,
-                    schedules: Mapping[str, optax.Schedule], task: str = "multi_label",
+                    schedules: Mapping[str, optax.Schedule], task: str | Task = "multi_label",
                     grad_accum_steps: int = 1) -> Callable:
     """Returns jitted ``(state, batch) -> (state, metrics)``; ``state`` is donated.
 
@@ -75,6 +71,7 @@ def make_train_step(model: Classifier, tx: optax.GradientTransformation, mesh: M
     ``losses`` collection (the attend-and-rectify regulariser; 0 for other heads).
     """
     log_probs = outputs_log_probs(model)
+    task = get_task(task)
 
     def step(state: TrainState, batch):
         rng = jax.random.fold_in(state.rng, state.step)
