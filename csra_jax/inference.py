@@ -12,8 +12,9 @@ through ``decode_eval`` itself (grayscale is replicated to RGB, an alpha channel
 EXIF orientation ignored: all as in evaluation). The forward pass is jitted once per batch size; a short
 last batch is padded, so any number of images costs one compilation.
 
-A training workdir holds ``config.json`` (written by the trainer, see
-``save_run_config``), so it rebuilds its model without the config file.
+A training workdir (a local path or ``gs://``) holds ``config.json`` and
+``class_names.json`` (see ``csra_jax.run``), so it rebuilds its model without the config
+file or the dataset.
 """
 
 from __future__ import annotations
@@ -21,24 +22,23 @@ from __future__ import annotations
 import io
 import json
 import os
-import sys
 import re
 import warnings
 from typing import Any, Optional, Sequence
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from etils import epath
 from PIL import Image
 
 from csra_jax.data import transforms
 from csra_jax.data.input_spec import InputSpec
-from csra_jax.train import checksums
-from csra_jax.train.checkpoints import CheckpointError, make_manager
-
-RUN_CONFIG = "config.json"
+from csra_jax.run.class_names import (default_class_names, load_class_names,  # noqa: F401
+                                      read_class_names)  # noqa: F401
+from csra_jax.run.config_file import load_run_config, save_run_config  # noqa: F401
+from csra_jax.run.paths import CONFIG as RUN_CONFIG, RunDir  # noqa: F401
+from csra_jax.run.restore import (CheckpointError, checkpoint_num_classes,  # noqa: F401
+                                  find_checkpoint, restore_variables)
 SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP")
 
 
@@ -47,43 +47,6 @@ class ImageReadError(ValueError):
 
 
 # ------------------------------------------------------------ run configs
-def save_run_config(workdir: str, config: ml_collections.ConfigDict) -> str:
-    """Writes ``workdir/config.json`` so the run can be reloaded without its config file."""
-    path = os.path.join(os.path.expanduser(workdir), RUN_CONFIG)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
-        f.write(config.to_json_best_effort(indent=2, sort_keys=True))
-    return path
-
-
-def _tuples(value):
-    if isinstance(value, list):
-        return tuple(_tuples(v) for v in value)
-    return value
-
-
-def _merge(target: ml_collections.ConfigDict, values: dict) -> None:
-    for key, value in values.items():
-        if isinstance(value, dict) and isinstance(target.get(key), ml_collections.ConfigDict):
-            _merge(target[key], value)
-            continue
-        with target.unlocked():  # a field this version does not know is kept, not fatal
-            target[key] = _tuples(value)
-
-
-def load_run_config(workdir: str) -> Optional[ml_collections.ConfigDict]:
-    """``workdir/config.json`` over ``base_config()`` (missing fields keep defaults), or None."""
-    path = os.path.join(os.path.expanduser(workdir), RUN_CONFIG)
-    if not os.path.exists(path):
-        return None
-    from csra_jax.train.config import base_config
-    with open(path) as f:
-        values = json.load(f)
-    config = base_config()
-    _merge(config, values)
-    return config
-
-
 def config_from_file(path: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
     """A config file plus ``--config.field=value`` overrides, parsed as ``csra_jax.main`` does."""
     from absl import flags
@@ -110,132 +73,7 @@ def config_from_file(path: str, overrides: Sequence[str] = ()) -> ml_collections
     return parse(list(overrides)) if overrides else base
 
 
-# ------------------------------------------------------------ checkpoints
-def _steps(directory: epath.Path) -> list:
-    if not directory.is_dir():
-        return []
-    return sorted(int(p.name) for p in directory.iterdir()
-                  if p.name.isdigit() and (p / "state").is_dir())
-
-
-def _warn(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def find_checkpoint(workdir: str, which: str = "best") -> str:
-    """The step dir of ``workdir``'s best checkpoint (else its latest), or the reverse.
-
-    ``best/`` only gains a step when eval mAP improves, so its highest step is the best.
-    A step whose files fail their checksums is named in a warning and the next one used.
-    """
-    workdir = epath.Path(os.path.abspath(os.path.expanduser(workdir)))
-    if not workdir.is_dir():
-        raise FileNotFoundError(f"workdir {str(workdir)!r} does not exist.")
-    order = ("best", "checkpoints") if which == "best" else ("checkpoints", "best")
-    damaged = []
-    for sub in order:
-        for step in reversed(_steps(workdir / sub)):
-            where = workdir / sub / str(step)
-            problem = checksums.verify(where) if checksums.has_manifest(where) else None
-            if problem is not None:
-                damaged.append((where, problem))
-                continue
-            for d_where, d_problem in damaged:
-                _warn(f"warning: checkpoint {d_where} is damaged: {d_problem}; using "
-                      f"{sub}/{step} instead")
-            return str(where)
-    if damaged:
-        raise CheckpointError(f"no checkpoint in {str(workdir)!r} can be used: {damaged[0][0]} "
-                              f"is damaged ({damaged[0][1]}); put the files back or train "
-                              "again.")
-    raise FileNotFoundError(f"no checkpoint in {str(workdir)!r} (neither best/<step>/state nor "
-                            "checkpoints/<step>/state); train first or fix --workdir.")
-
-
-def _step_dir(step_dir: str) -> epath.Path:
-    path = epath.Path(os.path.abspath(os.path.expanduser(step_dir)))
-    if path.name == "state":
-        path = path.parent
-    if not (path / "state").is_dir() or not path.name.isdigit():
-        raise FileNotFoundError(f"{str(path)!r} is not an orbax step dir of a training run "
-                                "(no state/ inside).")
-    return path
-
-
-def _open_step(step_dir: str):
-    """(manager over the step's parent, step), after checking the step's checksums."""
-    path = _step_dir(step_dir)
-    if checksums.has_manifest(path):
-        problem = checksums.verify(path)
-        if problem is not None:
-            raise CheckpointError(f"checkpoint {path} is damaged: {problem}; use another step "
-                                  "(or --workdir, which picks the newest that verifies).")
-    return make_manager(path.parent, ("state", "data", "meta"), reader=True), int(path.name)
-
-
-def _checkpoint_tree(mngr, step: int) -> dict:
-    """The checkpoint's tree of array metadata (shapes), without reading the arrays."""
-    meta = mngr.item_metadata(step)["state"]
-    return getattr(meta, "tree", meta)
-
-
-def checkpoint_num_classes(step_dir: str) -> int:
-    """Number of classes of a training checkpoint, read from its head's metadata."""
-    mngr, step = _open_step(step_dir)
-    head = _checkpoint_tree(mngr, step)["params"]["head"]
-    if "kernel" not in head:  # attend-and-rectify: its GAP classifier's kernel
-        head = head["classifier"]
-    return int(head["kernel"].shape[-1])
-
-
-def _check_fits(step_dir: str, stored_tree: dict, target: dict) -> None:
-    from flax import traverse_util
-    stored = traverse_util.flatten_dict(
-        {k: v for k, v in stored_tree.items() if k in target}, sep="/")
-    wanted = traverse_util.flatten_dict(target, sep="/")
-    bad = [f"{k}: model {tuple(v.shape)}, checkpoint "
-           f"{tuple(stored[k].shape) if k in stored else 'missing'}"
-           for k, v in wanted.items() if k not in stored or tuple(stored[k].shape) != v.shape]
-    if bad:
-        raise ValueError(
-            f"checkpoint {step_dir!r} does not fit the model built from the config "
-            f"({len(bad)} mismatched, e.g. {'; '.join(bad[:3])}); pass the config and "
-            "--config.* overrides the run was trained with.")
-
-
-def restore_variables(step_dir: str, model, image_size: int) -> dict:
-    """``{"params", ["batch_stats"]}`` of a training checkpoint (optimizer state skipped),
-    read through the trainer's checkpoint manager after checking the step's checksums."""
-    import orbax.checkpoint as ocp
-    example = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
-    abstract = jax.eval_shape(model.init, jax.random.key(0), example)
-    sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
-                          dict(abstract))
-    mngr, step = _open_step(step_dir)
-    try:
-        _check_fits(step_dir, _checkpoint_tree(mngr, step), target)
-        restore_args = ocp.checkpoint_utils.construct_restore_args(target)
-        restored = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
-            target, restore_args=restore_args, partial_restore=True)))
-    finally:
-        mngr.close()
-    return restored["state"]
-
-
 # ------------------------------------------------------------ class names
-def default_class_names(num_classes: int) -> tuple:
-    return tuple(f"class_{i}" for i in range(num_classes))
-
-
-def read_class_names(path: str) -> tuple:
-    """One name per line (blank lines skipped), or a JSON list for ``*.json``."""
-    with open(os.path.expanduser(path), encoding="utf-8") as f:
-        if path.endswith(".json"):
-            return tuple(str(n) for n in json.load(f))
-        return tuple(line.strip() for line in f if line.strip())
-
-
 def dataset_class_names(config) -> Optional[tuple]:
     """Class names of the config's dataset: prepared metadata, else the static list."""
     from csra_jax import data as data_lib
@@ -372,8 +210,12 @@ class Predictor:
         config = config if config is not None else load_run_config(workdir)
         if config is None:
             raise FileNotFoundError(
-                f"{os.path.join(workdir, RUN_CONFIG)!r} not found (runs from before it was "
+                f"{str(RunDir(workdir).config)!r} not found (runs from before it was "
                 "written); pass the training config: --config CFG [--config.field=value ...].")
+        if class_names is None:
+            saved = load_class_names(workdir)
+            class_names = saved if saved is not None and len(saved) == checkpoint_num_classes(
+                step_dir) else None
         return cls.from_config(config, step_dir, class_names, **kwargs)
 
     @classmethod

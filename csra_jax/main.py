@@ -3,6 +3,7 @@ r"""Train and evaluate CSRA models.
     python -m csra_jax.main --config configs/demo.py --workdir /tmp/demo
     python -m csra_jax.main --config configs/coco_vit.py --workdir /mnt/runs/coco_vit \
         --config.batch_size=32 --config.mode=evaluate
+    python -m csra_jax.main --config configs/coco_vit.py --workdir gs://bucket/runs/coco_vit
 
 --config.mode: train | evaluate | train_and_evaluate (default) | lambda_sweep.
 Any config field can be overridden with --config.<field>=<value>; unknown fields,
@@ -49,7 +50,8 @@ def main(argv):
         fail(f"unexpected arguments {' '.join(argv[1:])!r}: everything is a flag "
              "(--config, --workdir, --config.<field>=<value>)")
     try:
-        check_workdir(_WORKDIR.value)
+        if "://" not in _WORKDIR.value:  # gs://: the bucket is reached by the run itself
+            check_workdir(_WORKDIR.value)
     except ValueError as e:
         fail(str(e))
     import jax
@@ -58,7 +60,7 @@ def main(argv):
     from csra_jax.train.loop import NonFiniteLossError, run
     from csra_jax.data import DataError
     from csra_jax.train.disk_space import DiskFullError
-    from csra_jax.train.run_lock import WorkdirLockedError
+    from csra_jax.run.lock import WorkdirLockedError
     logging.set_verbosity(logging.WARNING)
     try:
         run(_CONFIG.value, _WORKDIR.value)

@@ -98,15 +98,17 @@ def load_predictor(args, overrides):
                 config.data.image_size = args.image_size or config.data.image_size
                 config.data.normalization = args.normalization or config.data.normalization
         return Predictor.from_workdir(args.workdir, config, args.which, names, **kwargs)
-    path = os.path.abspath(os.path.expanduser(args.checkpoint))
-    if not os.path.exists(path):
+    from csra_jax.run.paths import as_path
+    path = as_path(args.checkpoint)  # a local path or gs://
+    if not path.exists():
         raise FileNotFoundError(f"checkpoint {args.checkpoint!r} does not exist.")
-    if os.path.exists(os.path.join(path, "model.json")):
-        return Predictor.from_converted(path, args.image_size, args.normalization, names,
-                                        **kwargs)
-    step_dir = os.path.dirname(path) if os.path.basename(path) == "state" else path
+    if (path / "model.json").exists():
+        return Predictor.from_converted(os.fspath(path), args.image_size, args.normalization,
+                                        names, **kwargs)
+    step_dir = path.parent if path.name == "state" else path
     if config is None:  # DIR/checkpoints/<step> -> DIR/config.json
-        config = load_run_config(os.path.dirname(os.path.dirname(step_dir)))
+        config = load_run_config(step_dir.parent.parent)
+    step_dir = os.fspath(step_dir)
     if config is None:
         raise FileNotFoundError(
             f"{args.checkpoint!r} has no model.json (not a converted model) and no run "

@@ -64,16 +64,16 @@ steps:
                            need not be installed
   -h, --help               this help
 
-Storage. The trainer writes its workdir with ordinary file I/O (os.makedirs/open for
-config.json, metrics.jsonl, TensorBoard and eval files; orbax for checkpoints into a
-local path), so it cannot write to a gs:// URL directly, and on a multi-host slice every
-worker must see the SAME workdir (evaluation gathers the workers' files there; orbax
-writes one checkpoint from all workers). Use one of:
-  - gs://BUCKET/PATH for --workdir / --data-dir: this script installs gcsfuse on every
-    worker and mounts the bucket at /tmp/gcs/BUCKET (gcsfuse --implicit-dirs
-    --rename-dir-limit=200000, so orbax's directory renames work), then passes the
-    mounted path /tmp/gcs/BUCKET/PATH to the trainer. Needs the TPU VM's service
-    account to have read/write access to the bucket.
+Storage. On a multi-host slice every worker must see the SAME workdir (evaluation
+gathers the workers' files there; orbax writes one checkpoint from all workers).
+  - --workdir gs://BUCKET/PATH is passed to the trainer as it is: it writes config.json,
+    metrics.jsonl, TensorBoard events, eval/ files and the lock through etils.epath
+    (gcsfs, installed by the [tpu] extra) and checkpoints through orbax's tensorstore
+    GCS driver. Needs the TPU VM's service account to have read/write access.
+  - --data-dir gs://BUCKET/PATH is mounted with gcsfuse at /tmp/gcs/BUCKET on every
+    worker (gcsfuse --implicit-dirs) and the mounted path is passed to the trainer: the
+    prepared ArrayRecord files are read by array_record's C++ reader, which opens local
+    file paths only.
   - a shared NFS / Filestore path mounted on every worker (give that path);
   - a local disk path (e.g. /home/$USER/runs/x): fine for a single-host slice (v4-8,
     v5litepod-8, ...), wrong for multi-host slices.
@@ -169,7 +169,8 @@ esac
 LOCAL_TREE="$REPO_ROOT"; (( IS_GIT_URL )) || LOCAL_TREE="$REPO"
 [[ -f "$LOCAL_TREE/$CONFIG" ]] || die "config file '$CONFIG' not found in $LOCAL_TREE"
 
-# gs:// paths are mounted with gcsfuse on every worker (the trainer needs file paths).
+# A gs:// data dir is mounted with gcsfuse on every worker (ArrayRecord reads local paths
+# only); a gs:// workdir goes to the trainer as it is (it writes gs:// itself).
 MOUNT_ROOT="/tmp/gcs"
 BUCKETS=()
 to_worker_path() {  # gs://BUCKET/PATH -> /tmp/gcs/BUCKET/PATH (records BUCKET)
@@ -184,7 +185,7 @@ to_worker_path() {  # gs://BUCKET/PATH -> /tmp/gcs/BUCKET/PATH (records BUCKET)
     WORKER_PATH="$p"
   fi
 }
-to_worker_path "$WORKDIR"; W_WORKDIR="$WORKER_PATH"
+W_WORKDIR="$WORKDIR"
 W_DATA_DIR=""
 if [[ -n "$DATA_DIR" ]]; then to_worker_path "$DATA_DIR"; W_DATA_DIR="$WORKER_PATH"; fi
 

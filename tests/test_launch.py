@@ -131,7 +131,7 @@ def test_tpu_dry_run_prints_every_step_and_never_calls_gcloud(tmp_path):
     assert len(train) == 1
     t = train[0]
     assert ("nohup env TPU_STDERR_LOG_LEVEL=0 python3 -m csra_jax.main --config "
-            "configs/coco_vit.py --workdir /tmp/gcs/my-bucket/runs/coco_vit "
+            "configs/coco_vit.py --workdir gs://my-bucket/runs/coco_vit "
             "--config.data.data_dir=/tmp/gcs/my-bucket/tfds --config.batch_size=32 "
             "--config.dtype=bfloat16 --distributed=on" in t)
     assert '> "$HOME"/csra_jax_train.log 2>&1 < /dev/null &' in t

@@ -53,10 +53,11 @@ def _culprit(e: BaseException) -> Optional[str]:
 
 
 def free_bytes(path) -> Optional[int]:
-    """Free bytes on the file system of ``path`` (its nearest existing parent)."""
-    p = os.path.abspath(os.fspath(path))
+    """Free bytes on the file system of ``path`` (its nearest existing parent); None for
+    an object store (``gs://``), which has no free space to probe, only quotas."""
     if "://" in os.fspath(path):
         return None
+    p = os.path.abspath(os.fspath(path))
     while not os.path.exists(p) and os.path.dirname(p) != p:
         p = os.path.dirname(p)
     try:

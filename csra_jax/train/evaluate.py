@@ -3,12 +3,13 @@ the per-class AP table, the lambda sweep (paper Table 1) and VOC2012 server file
 
 from __future__ import annotations
 
+import io
 import json
-import os
 from typing import Callable, Dict, Optional, Sequence, Union
 
 import jax
 import numpy as np
+from etils import epath
 from jax.experimental import multihost_utils
 
 from csra_jax.tasks import Task, get_task
@@ -51,21 +52,20 @@ def collect(step_fn: Callable, variables, eval_iter, progress: Optional[Callable
 
 
 def gather_ids(ids: Dict[int, str], workdir: str, tag: str) -> Dict[int, str]:
-    """Every process' (index -> id) pairs, on process 0 (through the shared workdir)."""
+    """Every process' (index -> id) pairs, on process 0 (through the shared workdir, a
+    local path or ``gs://``)."""
     if jax.process_count() == 1:
         return ids
-    part = os.path.join(workdir, f".ids_{tag}_{jax.process_index()}.json")
-    with open(part, "w") as f:
-        json.dump(ids, f)
+    workdir = epath.Path(workdir)
+    (workdir / f".ids_{tag}_{jax.process_index()}.json").write_text(json.dumps(ids))
     multihost_utils.sync_global_devices(f"ids_{tag}")
     if jax.process_index() != 0:
         return ids
     merged = {}
     for p in range(jax.process_count()):
-        path = os.path.join(workdir, f".ids_{tag}_{p}.json")
-        with open(path) as f:
-            merged.update({int(k): v for k, v in json.load(f).items()})
-        os.remove(path)
+        path = workdir / f".ids_{tag}_{p}.json"
+        merged.update({int(k): v for k, v in json.loads(path.read_text()).items()})
+        path.unlink()
     return merged
 
 
@@ -82,27 +82,30 @@ def metric_prefix(protocol: str) -> str:
     return "eval/" if protocol == "default" else f"eval/{protocol}/"
 
 
-def save_predictions(path: str, results: dict, ids: Dict[int, str],
+def save_predictions(path, results: dict, ids: Dict[int, str],
                      class_names: Sequence[str]) -> None:
-    """One .npz: index, id, logits, labels, ignore (sorted by index), class_names."""
+    """One .npz (a local path or ``gs://``): index, id, logits, labels, ignore (sorted by
+    index), class_names."""
     id_array = np.array([ids.get(int(i), "") for i in results["index"]], dtype=object)
-    np.savez(path, index=results["index"], id=id_array.astype(str),
+    buffer = io.BytesIO()
+    np.savez(buffer, index=results["index"], id=id_array.astype(str),
              logits=results["logits"], labels=results["labels"], ignore=results["ignore"],
              class_names=np.array(class_names))
+    epath.Path(path).write_bytes(buffer.getvalue())
 
 
-def write_voc_comp2(out_dir: str, results: dict, ids: Dict[int, str],
+def write_voc_comp2(out_dir, results: dict, ids: Dict[int, str],
                     class_names: Sequence[str]) -> str:
     """PASCAL VOC evaluation-server classification files (comp2: any training data):
     ``results/VOC2012/Main/comp2_cls_test_<class>.txt`` with lines ``<image id> <score>``."""
-    main = os.path.join(out_dir, "results", "VOC2012", "Main")
-    os.makedirs(main, exist_ok=True)
+    main = epath.Path(out_dir) / "results" / "VOC2012" / "Main"
+    main.mkdir(parents=True, exist_ok=True)
     probs = 1.0 / (1.0 + np.exp(-results["logits"].astype(np.float64)))
     names = [ids.get(int(i), str(int(i))) for i in results["index"]]
     for c, cls in enumerate(class_names):
-        with open(os.path.join(main, f"comp2_cls_test_{cls}.txt"), "w") as f:
-            f.writelines(f"{n} {p:.6f}\n" for n, p in zip(names, probs[:, c]))
-    return main
+        (main / f"comp2_cls_test_{cls}.txt").write_text(
+            "".join(f"{n} {p:.6f}\n" for n, p in zip(names, probs[:, c])))
+    return str(main)
 
 
 # DatasetInfo.server_format -> the writer of an evaluation server's result files.

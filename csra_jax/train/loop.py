@@ -19,15 +19,17 @@ from jax.experimental import multihost_utils
 
 from csra_jax import data as data_lib
 from csra_jax.metrics import format_ap_table
+from csra_jax.run.class_names import save_class_names
+from csra_jax.run.paths import RunDir
 from csra_jax.tasks import get_task
 from csra_jax.train import disk_space
 from csra_jax.train import evaluate as eval_lib
 from csra_jax.train import resume_check
-from csra_jax.train.checkpoints import Checkpoints
+from csra_jax.run.checkpoints import Checkpoints
 from csra_jax.train.config import validate_config
 from csra_jax.train.metric_writer import MetricWriter
 from csra_jax.train.optimizer import create_optimizer
-from csra_jax.train.run_lock import RunLock, WorkdirLockedError
+from csra_jax.run.lock import RunLock, WorkdirLockedError
 from csra_jax.train.stall import StallDetector
 from csra_jax.train.state import (abstract_train_state, create_train_state, model_from_config,
                                   state_variables)
@@ -141,7 +143,8 @@ class Experiment:
         self.preemption = _Preemption()
         setup_compilation_cache(config)
         self.config = config
-        self.workdir = os.path.abspath(os.path.expanduser(workdir))
+        self.run_dir = RunDir(workdir)  # a local path or gs://
+        self.workdir = str(self.run_dir)
         disk_space.quiet_disk_full_logs()
         self.lock = _lock_workdir(self.workdir)
         try:
@@ -155,13 +158,13 @@ class Experiment:
         training = config.mode in ("train", "train_and_evaluate")
 
         def check_and_record():
-            if _has_steps(self.workdir):  # a resume: the saved config must allow it
+            if self.run_dir.has_steps():  # a resume: the saved config must allow it
                 accepted = resume_check.check_resume(self.workdir, config, training)
                 if accepted:
                     _print(f"resuming with changed fields: {', '.join(accepted)}")
             # Lets predict / evaluate rebuild the model from the workdir alone; an
             # evaluation never replaces the record of the run it evaluates.
-            if training or not (epath.Path(self.workdir) / resume_check.RUN_CONFIG).exists():
+            if training or not self.run_dir.config.exists():
                 resume_check.write_run_config(self.workdir, config)
         _on_main_then_share(check_and_record, ValueError,
                             "process 0 refused to resume this workdir with this config")
@@ -169,6 +172,8 @@ class Experiment:
         self.info = prepare_dataset(config)
         self.class_names = tuple(self.info.class_names)
         self.task = get_task(config.task)
+        if _is_main() and (training or not self.run_dir.class_names.exists()):
+            save_class_names(self.workdir, self.class_names)  # predict needs no dataset
         self.model = model_from_config(config, len(self.class_names))
         accum = config.grad_accum_steps
         self.steps_per_epoch = steps_per_epoch(config, self.info)
@@ -218,10 +223,10 @@ class Experiment:
         elapsed = time.time() - start
         if not _is_main():
             return {}
-        out_dir = os.path.join(self.workdir, "eval")
-        os.makedirs(out_dir, exist_ok=True)
-        eval_lib.save_predictions(os.path.join(out_dir, f"predictions_step{step}.npz"),
-                                  results, ids, self.class_names)
+        out_dir = self.run_dir.eval
+        out_dir.mkdir(parents=True, exist_ok=True)
+        eval_lib.save_predictions(self.run_dir.predictions(step), results, ids,
+                                  self.class_names)
         if self.info.server_format and not results["labels"].any():
             where = eval_lib.SERVER_WRITERS[self.info.server_format](
                 out_dir, results, ids, self.class_names)
@@ -233,8 +238,7 @@ class Experiment:
         m = eval_lib.score(results, self.task, self.config.threshold, protocol)
         if "AP" in m:
             table = format_ap_table(m["AP"] / 100.0, self.class_names)
-            with open(os.path.join(out_dir, f"ap_table_step{step}.txt"), "w") as f:
-                f.write(table + "\n")
+            self.run_dir.ap_table(step).write_text(table + "\n")
             _print(f"per-class AP [{protocol} protocol]\n{table}")
             if m.get("classes_without_positives"):
                 _print(f"note: {len(m['classes_without_positives'])} classes have no positives "
@@ -402,11 +406,7 @@ class Experiment:
 
 def _has_steps(workdir: str) -> bool:
     """Whether the workdir holds a saved step (checkpoints/<n> or best/<n>)."""
-    for sub in ("checkpoints", "best"):
-        root = epath.Path(workdir) / sub
-        if root.is_dir() and any(p.name.isdigit() for p in root.iterdir()):
-            return True
-    return False
+    return RunDir(workdir).has_steps()
 
 
 class _NoLock:
@@ -466,6 +466,6 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
             exp.close()
     except Exception as e:  # pylint: disable=broad-except
         if disk_space.is_disk_full(e):
-            raise disk_space.disk_full_error(e, os.path.abspath(os.path.expanduser(workdir)),
+            raise disk_space.disk_full_error(e, str(RunDir(workdir)),
                                              config.keep_checkpoints) from None
         raise

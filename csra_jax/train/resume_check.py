@@ -16,7 +16,8 @@ from typing import Dict, List, Sequence, Tuple
 
 from etils import epath
 
-RUN_CONFIG = "config.json"
+from csra_jax.run.config_file import read_saved, save_run_config
+from csra_jax.run.paths import CONFIG as RUN_CONFIG  # noqa: F401
 
 # How to run, not what is trained: never checked.
 FREE = (
@@ -72,14 +73,9 @@ def check_resume(workdir, config, training: bool) -> List[str]:
     Returns the changed fields accepted through ``allow_config_change``. ``training=False``
     (evaluate, lambda_sweep) only requires the fields that define the saved weights.
     """
-    path = epath.Path(workdir) / RUN_CONFIG
-    if not path.exists():
+    saved = read_saved(workdir)
+    if saved is None:
         return []
-    try:
-        saved = json.loads(path.read_text())
-    except ValueError as e:
-        raise ValueError(f"{path} is not valid JSON ({e}); restore it from a backup, or "
-                         "use a new --workdir.") from None
     allowed = [f.strip() for f in str(config.get("allow_config_change", "") or "").split(",")
                if f.strip()]
     changes = changed_fields(saved, config)
@@ -107,9 +103,5 @@ def check_resume(workdir, config, training: bool) -> List[str]:
 
 
 def write_run_config(workdir, config) -> None:
-    """``workdir/config.json`` (lets predict / evaluate rebuild the model from the
-    workdir alone); written through a temporary file so a crash never truncates it."""
-    path = epath.Path(workdir) / RUN_CONFIG
-    tmp = path.parent / (RUN_CONFIG + ".tmp")
-    tmp.write_text(config.to_json_best_effort(indent=2, sort_keys=True))
-    tmp.replace(path)
+    """``workdir/config.json``; the trainer calls it through this module."""
+    save_run_config(workdir, config)

@@ -1,0 +1,65 @@
+"""The run directory has one owner (csra_jax.run) and serving does not import training."""
+
+import ast
+import os
+
+from csra_jax.run.paths import RunDir, as_path, is_cloud
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _train_imports(path):
+    tree = ast.parse(open(os.path.join(ROOT, path)).read())
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names = [f"{node.module}.{a.name}" for a in node.names]
+            found.update(n for n in [node.module, *names] if n.startswith("csra_jax.train."))
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("csra_jax.train"))
+    return found
+
+
+def test_serving_reads_the_run_directory_without_the_training_modules():
+    # inference's model construction (train.state.model_from_config) moves to models/
+    # separately; checkpoints, checksums and config.json come from csra_jax.run.
+    owned = {"csra_jax.train.checkpoints", "csra_jax.train.checksums",
+             "csra_jax.train.run_lock", "csra_jax.train.config",
+             "csra_jax.train.config.base_config"}
+    for path in ("csra_jax/inference.py", "csra_jax/predict.py"):
+        assert not _train_imports(path) & owned, (path, _train_imports(path))
+    run_dir = os.path.join(ROOT, "csra_jax", "run")
+    for name in sorted(os.listdir(run_dir)):
+        if name.endswith(".py"):
+            # config_file reads config.json over the config schema (plain ml_collections)
+            allowed = ({"csra_jax.train.config", "csra_jax.train.config.base_config"}
+                       if name == "config_file.py" else set())
+            assert _train_imports(f"csra_jax/run/{name}") <= allowed, name
+
+
+def test_layout_of_a_local_and_a_gs_workdir(tmp_path):
+    local = RunDir(str(tmp_path / "run") + "/")
+    assert os.fspath(local.config) == str(tmp_path / "run" / "config.json")
+    assert os.fspath(local.predictions(12)).endswith("run/eval/predictions_step12.npz")
+    assert not local.cloud and not local.has_steps()
+    remote = RunDir("gs://bucket/runs/a/")
+    assert remote.cloud and is_cloud(remote.root)
+    assert os.fspath(remote.checkpoints) == "gs://bucket/runs/a/checkpoints"
+    assert os.fspath(remote.ap_table(3)) == "gs://bucket/runs/a/eval/ap_table_step3.txt"
+    assert os.fspath(as_path("~/x")) == os.path.expanduser("~/x")
+
+
+def test_config_and_class_names_round_trip(tmp_path):
+    from csra_jax.run.class_names import load_class_names, save_class_names
+    from csra_jax.run.config_file import load_run_config, save_run_config
+    from csra_jax.train.config import base_config
+    c = base_config()
+    c.model.arch = "resnet18"
+    c.data.crop_scale = (0.5, 1.0)
+    assert load_run_config(tmp_path) is None and load_class_names(tmp_path) is None
+    save_run_config(tmp_path, c)
+    back = load_run_config(tmp_path)
+    assert back.model.arch == "resnet18" and back.data.crop_scale == (0.5, 1.0)
+    assert not (tmp_path / "config.json.tmp").exists()
+    save_class_names(tmp_path, ["cat", "dog"])
+    assert load_class_names(tmp_path) == ("cat", "dog")
