@@ -63,3 +63,21 @@ def test_config_and_class_names_round_trip(tmp_path):
     assert not (tmp_path / "config.json.tmp").exists()
     save_class_names(tmp_path, ["cat", "dog"])
     assert load_class_names(tmp_path) == ("cat", "dog")
+
+
+def test_best_rating_survives_a_restart(tmp_path):
+    """The rating of best/'s step is read back by a new process (a resumed run), which
+    re-rates an interrupted best/ save against it; orbax keeps metrics only in memory."""
+    import numpy as np
+    from csra_jax.run.checkpoints import Checkpoints
+    ckpts = Checkpoints(tmp_path, keep=2, best_metric="top1")
+    state = {"w": np.arange(3.0)}
+    ckpts.save_best(5, state, {"top1": 71.25}, {"step": 5, "epoch": 1})
+    ckpts.wait()
+    assert ckpts.best_metric() == 71.25
+    reopened = Checkpoints(tmp_path, keep=2, best_metric="top1")
+    assert reopened.best_metric() == 71.25
+    reopened.save_best(9, state, {"top1": 80.0}, {"step": 9, "epoch": 2})
+    reopened.wait()
+    assert reopened.best.all_steps() == [9]  # the better step replaced the old one
+    assert Checkpoints(tmp_path, keep=2, best_metric="top1").best_metric() == 80.0

@@ -229,16 +229,24 @@ class Checkpoints:
             return
         self.best.wait_until_finished()
         self._saving["best"] = step
+        rating = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+        # orbax writes `metrics` to disk only for the deprecated `best_fn` option, not for
+        # preservation policies; the rating also goes into the step's meta so that it
+        # survives a restart.
         self.best.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
-            metrics={k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))})
+            state=ocp.args.StandardSave(state),
+            meta=ocp.args.JsonSave({**meta, "rating": rating})), metrics=rating)
 
     def best_metric(self) -> Optional[float]:
-        """The rating of the step in ``best/`` (None when empty)."""
+        """The rating of the step in ``best/`` (None when empty or never rated)."""
         step = self.best.latest_step()
         if step is None:
             return None
-        metrics = self.best.metrics(step) or {}
+        metrics = self.best.metrics(step)
+        if not metrics:  # after a restart: read from the step's meta
+            meta = self.best.restore(step, args=ocp.args.Composite(
+                meta=ocp.args.JsonRestore())).meta
+            metrics = meta.get("rating") or {}
         value = metrics.get(self.best_key)
         return None if value is None else float(value)
 
