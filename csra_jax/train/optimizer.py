@@ -60,6 +60,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from csra_jax.train.config import SCHEDULES  # the one list; config validation uses it too
+
 __all__ = [
     "GROUPS",
     "create_optimizer",
@@ -72,7 +74,6 @@ __all__ = [
 ]
 
 GROUPS = ("backbone", "head")
-SCHEDULES = ("step", "cosine")
 _MISSING = object()
 
 
