@@ -115,6 +115,9 @@ def check_workdir(workdir: str) -> str:
     unnamed temporary file), so a read-only mount or missing permissions show up here,
     for root as well, where permission bits alone say nothing.
     """
+    from csra_jax.run.paths import is_cloud
+    if is_cloud(workdir):  # gs://...: no local folder to probe; the run reaches the bucket
+        return workdir
     path = os.path.abspath(os.path.expanduser(workdir))
     existing = path
     while not os.path.exists(existing):

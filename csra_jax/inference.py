@@ -33,12 +33,12 @@ from PIL import Image
 
 from csra_jax.data import transforms
 from csra_jax.data.input_spec import InputSpec
-from csra_jax.run.class_names import (default_class_names, load_class_names,  # noqa: F401
+# read_class_names and save_run_config: re-exported for predict and existing callers.
+from csra_jax.run.class_names import (default_class_names, load_class_names,
                                       read_class_names)  # noqa: F401
 from csra_jax.run.config_file import load_run_config, save_run_config  # noqa: F401
-from csra_jax.run.paths import CONFIG as RUN_CONFIG, RunDir  # noqa: F401
-from csra_jax.run.restore import (CheckpointError, checkpoint_num_classes,  # noqa: F401
-                                  find_checkpoint, restore_variables)
+from csra_jax.run.paths import RunDir
+from csra_jax.run.restore import checkpoint_num_classes, find_checkpoint, restore_variables
 SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP")
 
 
@@ -185,13 +185,19 @@ class Predictor:
 
     # ---------------------------------------------------------- loaders
     @classmethod
-    def from_config(cls, config, step_dir: str, class_names=None, **kwargs) -> "Predictor":
-        """A training checkpoint (step dir) with the config it was trained with."""
+    def from_config(cls, config, step_dir: str, class_names=None, *, run_class_names=None,
+                    **kwargs) -> "Predictor":
+        """A training checkpoint (step dir) with the config it was trained with.
+
+        Without ``class_names``: the run's recorded names (``run_class_names``), else the
+        dataset's; either is passed over when its count is not the checkpoint's."""
         from csra_jax.models.from_config import model_from_config
         num_classes = checkpoint_num_classes(step_dir)
         model = model_from_config(config, num_classes)
         variables = restore_variables(step_dir, model, config.data.image_size)
         source = "class_names"
+        if class_names is None and run_class_names is not None:
+            class_names = run_class_names if len(run_class_names) == num_classes else None
         if class_names is None:
             class_names, source = dataset_class_names(config), f"dataset {config.data.name!r}"
             if class_names is not None and len(class_names) != num_classes:
@@ -212,11 +218,8 @@ class Predictor:
             raise FileNotFoundError(
                 f"{str(RunDir(workdir).config)!r} not found (runs from before it was "
                 "written); pass the training config: --config CFG [--config.field=value ...].")
-        if class_names is None:
-            saved = load_class_names(workdir)
-            class_names = saved if saved is not None and len(saved) == checkpoint_num_classes(
-                step_dir) else None
-        return cls.from_config(config, step_dir, class_names, **kwargs)
+        saved = load_class_names(workdir) if class_names is None else None
+        return cls.from_config(config, step_dir, class_names, run_class_names=saved, **kwargs)
 
     @classmethod
     def from_converted(cls, path: str, image_size: Optional[int] = None,

@@ -50,8 +50,7 @@ def main(argv):
         fail(f"unexpected arguments {' '.join(argv[1:])!r}: everything is a flag "
              "(--config, --workdir, --config.<field>=<value>)")
     try:
-        if "://" not in _WORKDIR.value:  # gs://: the bucket is reached by the run itself
-            check_workdir(_WORKDIR.value)
+        check_workdir(_WORKDIR.value)
     except ValueError as e:
         fail(str(e))
     import jax

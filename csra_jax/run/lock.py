@@ -21,7 +21,8 @@ from typing import Optional
 
 from etils import epath
 
-LOCK_FILE = "run.lock"
+from csra_jax.run.paths import LOCK as LOCK_FILE, is_cloud
+
 
 
 class WorkdirLockedError(RuntimeError):
@@ -69,7 +70,7 @@ class RunLock:
             "--workdir (delete the lock file only if that run is really gone).")
 
     def acquire(self) -> "RunLock":
-        if _is_local(self.path):
+        if not is_cloud(self.path):
             self._acquire_flock()
         elif os.fspath(self.path).startswith("gs://"):
             from csra_jax.run.object_lock import ObjectLock
@@ -142,6 +143,3 @@ def _stale(holder: dict, me: dict, now: float, lease_s: float) -> bool:
     beat = holder.get("renewed", holder.get("since"))
     return _dead_here(holder, me) or not isinstance(beat, (int, float)) or now - beat > lease_s
 
-
-def _is_local(path: epath.Path) -> bool:
-    return "://" not in os.fspath(path)

@@ -17,6 +17,8 @@ from typing import Optional
 
 from etils import epath
 
+from csra_jax.run.paths import is_cloud
+
 _CODES = (errno.ENOSPC, errno.EDQUOT)
 _TEXTS = ("no space left on device", "disk quota exceeded")
 
@@ -55,7 +57,7 @@ def _culprit(e: BaseException) -> Optional[str]:
 def free_bytes(path) -> Optional[int]:
     """Free bytes on the file system of ``path`` (its nearest existing parent); None for
     an object store (``gs://``), which has no free space to probe, only quotas."""
-    if "://" in os.fspath(path):
+    if is_cloud(path):
         return None
     p = os.path.abspath(os.fspath(path))
     while not os.path.exists(p) and os.path.dirname(p) != p:

@@ -17,7 +17,6 @@ from typing import Dict, List, Sequence, Tuple
 from etils import epath
 
 from csra_jax.run.config_file import read_saved, save_run_config
-from csra_jax.run.paths import CONFIG as RUN_CONFIG  # noqa: F401
 
 # How to run, not what is trained: never checked.
 FREE = (
