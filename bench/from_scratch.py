@@ -62,7 +62,7 @@ def _read_jsonl(path: str) -> list:
 
 
 def run_cell(args, variant: str, head: str) -> dict:
-    from csra_jax.train.config import sibling_config
+    from csra_jax.config import sibling_config
     from csra_jax.train.loop import run
     from csra_jax.train.stall import prior_entropy
     config = sibling_config(os.path.join(_ROOT, "configs", "x.py"), args.config)

@@ -20,7 +20,7 @@ GMACs forward at 448 (1.8 at 300), SiLU / squeeze-excitation / depthwise layers 
 well below peak FLOP/s.
 """
 
-from csra_jax.train.config import sibling_config
+from csra_jax.config import sibling_config
 
 
 def get_config():

@@ -21,7 +21,7 @@ GMACs forward at 448 (0.3 at 224), depthwise convs keep utilisation low, and the
 input pipeline (data.num_workers) is likely the bound.
 """
 
-from csra_jax.train.config import sibling_config
+from csra_jax.config import sibling_config
 
 
 def get_config():

@@ -19,7 +19,7 @@ the lr with it, or accept the lower utilisation of 2 images per device);
 --config.eval_every_epochs=5 saves most of the eval time.
 """
 
-from csra_jax.train.config import paper_config
+from csra_jax.config import paper_config
 
 
 def get_config():

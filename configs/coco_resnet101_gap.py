@@ -23,7 +23,7 @@ Time as configs/coco_resnet101.py: ~15 min/epoch on one A100, float32 (TF32),
 estimated, not measured (~10 h for the 40 epochs).
 """
 
-from csra_jax.train.config import sibling_config
+from csra_jax.config import sibling_config
 
 
 def get_config():

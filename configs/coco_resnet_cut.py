@@ -11,7 +11,7 @@ RAW_DIR` first. Recipe and time as configs/coco_resnet101.py: ~15 min/epoch on o
 float32 (TF32), estimated, not measured.
 """
 
-from csra_jax.train.config import sibling_config
+from csra_jax.config import sibling_config
 
 
 def get_config():

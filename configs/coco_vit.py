@@ -27,7 +27,7 @@ model's 61.6 GMACs, attention 16x), i.e. ~540 GFLOPs; training with remat ~ 4x f
 A100s or a TPU v4-8 (ideal scaling; 2 images per device is below efficient).
 """
 
-from csra_jax.train.config import paper_config
+from csra_jax.config import paper_config
 
 
 def get_config():

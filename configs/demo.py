@@ -8,7 +8,7 @@ a 2-core CPU. Measured test mAP after 8 epochs: 44.4 (seed 0) / 43.5 (seed 1), a
 35.5 / 35.7 for configs/demo_gap.py (same budget, GAP head). Not a paper row.
 """
 
-from csra_jax.train.config import base_config
+from csra_jax.config import base_config
 
 
 def get_config():

@@ -10,7 +10,7 @@ K=4 masks per module, inter-mask regulariser 1e-3. Measured test mAP after 8 epo
 (configs/demo_gap.py) at the same budget. Not a paper row.
 """
 
-from csra_jax.train.config import sibling_config
+from csra_jax.config import sibling_config
 
 
 def get_config():

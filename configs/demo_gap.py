@@ -7,7 +7,7 @@ Also the model for the training-free sweep (paper Fig. 1):
         --config.mode=lambda_sweep
 """
 
-from csra_jax.train.config import sibling_config
+from csra_jax.config import sibling_config
 
 
 def get_config():

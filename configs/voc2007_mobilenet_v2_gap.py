@@ -14,7 +14,7 @@ ImageNet mean/std). Time: ~0.3 min/epoch on one A100, float32, estimated, not me
 (5,011 trainval + 4,952 test images; input-pipeline bound).
 """
 
-from csra_jax.train.config import sibling_config
+from csra_jax.config import sibling_config
 
 
 def get_config():

@@ -19,7 +19,7 @@ sustained (what well-tuned ResNet training reaches in TF32) and an input pipelin
 keeps up (data.num_workers). ~35 min for 30 epochs. --config.dtype=bfloat16: ~2x faster.
 """
 
-from csra_jax.train.config import paper_config
+from csra_jax.config import paper_config
 
 
 def get_config():

@@ -12,7 +12,7 @@ Recipe and time: as configs/voc2007_resnet101.py (~1.2 min/epoch on one A100, fl
 estimated, not measured).
 """
 
-from csra_jax.train.config import sibling_config
+from csra_jax.config import sibling_config
 
 
 def get_config():

@@ -15,7 +15,7 @@ pass (10,991 images) on one A100, float32 (TF32), estimated, not measured, with 
 assumptions of configs/voc2007_resnet101.py (~188 GFLOPs per trained image, ~20 TFLOP/s).
 """
 
-from csra_jax.train.config import sibling_config
+from csra_jax.config import sibling_config
 
 
 def get_config():

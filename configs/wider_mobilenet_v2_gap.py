@@ -17,7 +17,7 @@ ImageNet mean/std). Time: ~0.5 min/epoch on one A100, float32, estimated, not me
 (28,345 trainval + 29,179 test crops at 224; input-pipeline bound).
 """
 
-from csra_jax.train.config import sibling_config
+from csra_jax.config import sibling_config
 
 
 def get_config():

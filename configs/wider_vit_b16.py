@@ -20,7 +20,7 @@ trained image, ~50 TFLOP/s sustained; the input pipeline (JPEG decode of ~470
 crops/s) needs several data.num_workers to keep up.
 """
 
-from csra_jax.train.config import paper_config
+from csra_jax.config import paper_config
 
 
 def get_config():

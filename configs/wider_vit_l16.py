@@ -15,7 +15,7 @@ estimated, not measured: ViT-L/16@224 = 61.6 GMACs forward (123 GFLOPs), ~370 GF
 per trained image, ~50 TFLOP/s sustained.
 """
 
-from csra_jax.train.config import sibling_config
+from csra_jax.config import sibling_config
 
 
 def get_config():

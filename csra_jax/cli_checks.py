@@ -19,7 +19,7 @@ def _unknown_field_message(error: Exception) -> str:
     name = (found.group(1) or found.group(2)) if found else text.strip("'\"\\")
     hint = re.search(r'Did you mean "([\w.]+)"', text)
     return (f"unknown config field {name!r}" + (f"; did you mean {hint.group(1)!r}?" if hint else "")
-            + " (the fields are in csra_jax/train/config.py)")
+            + " (the fields are in csra_jax/config.py)")
 
 
 _KINDS = {bool: "True or False", int: "a whole number", float: "a number", str: "a string",

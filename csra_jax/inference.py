@@ -68,7 +68,7 @@ def config_from_file(path: str, overrides: Sequence[str] = ()) -> ml_collections
         for key in field.split("."):
             if not isinstance(node, ml_collections.ConfigDict) or key not in node:
                 raise ValueError(f"unknown config field {field!r} (the fields are in "
-                                 "csra_jax/train/config.py)")
+                                 "csra_jax/config.py)")
             node = node[key]
     return parse(list(overrides)) if overrides else base
 

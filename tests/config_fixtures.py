@@ -1,7 +1,7 @@
 """The tiny training config the trainer and prediction tests share (resnet18, 32 px,
 synthetic_shapes' "tiny" builder config, batch 8)."""
 
-from csra_jax.train.config import base_config
+from csra_jax.config import base_config
 
 
 def tiny_config(data_dir, cache_dir, **overrides):

@@ -18,7 +18,7 @@ import pytest
 from absl import flags
 from ml_collections import config_flags
 
-from csra_jax.train.config import base_config, validate_config
+from csra_jax.config import base_config, validate_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_DIR = os.path.join(ROOT, "configs")

@@ -11,7 +11,7 @@ from csra_jax.data import build_dataset
 from csra_jax.metrics import multilabel_metrics
 from csra_jax.train import evaluate as eval_lib
 from csra_jax.train import loop
-from csra_jax.train.config import base_config, validate_config
+from csra_jax.config import base_config, validate_config
 from config_fixtures import tiny_config
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from csra_jax import data
 from csra_jax.data import InputSpec, InputSpecError
-from csra_jax.train.config import base_config, validate_config
+from csra_jax.config import base_config, validate_config
 
 
 def test_values_are_canonical_and_frozen():

@@ -16,7 +16,8 @@ import jax, jax.numpy as jnp
 from jax import monitoring
 events = []
 monitoring.register_event_listener(lambda event, **kw: events.append(event))
-from csra_jax.train import config as config_lib, loop, optimizer, steps
+from csra_jax import config as config_lib
+from csra_jax.train import loop, optimizer, steps
 from csra_jax.train.state import TrainState, model_from_config
 c = config_lib.base_config()
 c.model.arch, c.model.num_heads, c.data.image_size = "resnet18", 2, 32

@@ -23,7 +23,7 @@ from csra_jax.data import transforms
 from csra_jax.data.synthetic_shapes import SHAPES
 from csra_jax.inference import Predictor, load_run_config, save_run_config
 from csra_jax.train import loop
-from csra_jax.train.config import base_config
+from csra_jax.config import base_config
 from csra_jax.train.state import model_from_config
 from config_fixtures import tiny_config
 from model_fixtures import random_variables

@@ -21,7 +21,7 @@ from ml_collections import config_flags
 from csra_jax.convert import load_converted
 from csra_jax.convert.__main__ import main as convert_main, parse_args
 from csra_jax.convert.sha256 import check_sha256
-from csra_jax.train.config import base_config, validate_config
+from csra_jax.config import base_config, validate_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()

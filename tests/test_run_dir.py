@@ -21,20 +21,14 @@ def _train_imports(path):
 
 
 def test_serving_reads_the_run_directory_without_the_training_modules():
-    # inference's model construction (train.state.model_from_config) moves to models/
-    # separately; checkpoints, checksums and config.json come from csra_jax.run.
-    owned = {"csra_jax.train.checkpoints", "csra_jax.train.checksums",
-             "csra_jax.train.run_lock", "csra_jax.train.config",
-             "csra_jax.train.config.base_config"}
-    for path in ("csra_jax/inference.py", "csra_jax/predict.py"):
-        assert not _train_imports(path) & owned, (path, _train_imports(path))
+    # Serving (inference, predict, the run directory and the config schema it reads)
+    # imports nothing from csra_jax.train: checkpoints, checksums and config.json come
+    # from csra_jax.run, the schema from csra_jax.config, the model from csra_jax.models.
+    paths = ["csra_jax/inference.py", "csra_jax/predict.py", "csra_jax/config.py"]
     run_dir = os.path.join(ROOT, "csra_jax", "run")
-    for name in sorted(os.listdir(run_dir)):
-        if name.endswith(".py"):
-            # config_file reads config.json over the config schema (plain ml_collections)
-            allowed = ({"csra_jax.train.config", "csra_jax.train.config.base_config"}
-                       if name == "config_file.py" else set())
-            assert _train_imports(f"csra_jax/run/{name}") <= allowed, name
+    paths += [f"csra_jax/run/{n}" for n in sorted(os.listdir(run_dir)) if n.endswith(".py")]
+    for path in paths:
+        assert not _train_imports(path), (path, _train_imports(path))
 
 
 def test_layout_of_a_local_and_a_gs_workdir(tmp_path):
@@ -52,7 +46,7 @@ def test_layout_of_a_local_and_a_gs_workdir(tmp_path):
 def test_config_and_class_names_round_trip(tmp_path):
     from csra_jax.run.class_names import load_class_names, save_class_names
     from csra_jax.run.config_file import load_run_config, save_run_config
-    from csra_jax.train.config import base_config
+    from csra_jax.config import base_config
     c = base_config()
     c.model.arch = "resnet18"
     c.data.crop_scale = (0.5, 1.0)
@@ -81,3 +75,14 @@ def test_best_rating_survives_a_restart(tmp_path):
     reopened.wait()
     assert reopened.best.all_steps() == [9]  # the better step replaced the old one
     assert Checkpoints(tmp_path, keep=2, best_metric="top1").best_metric() == 80.0
+
+
+def test_importing_serving_loads_no_training_module():
+    import subprocess
+    import sys
+    code = ("import sys, csra_jax.inference, csra_jax.predict, csra_jax.config, "
+            "csra_jax.run.restore; "
+            "print(sorted(m for m in sys.modules if m.startswith('csra_jax.train')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT})
+    assert out.stdout.strip() == "[]", out.stdout

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from csra_jax.data import build_dataset
 from csra_jax.train import loop
-from csra_jax.train.config import validate_config
+from csra_jax.config import validate_config
 from csra_jax.train.stall import StallDetector, prior_entropy
 from config_fixtures import tiny_config
 

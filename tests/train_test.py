@@ -18,7 +18,7 @@ from flax import traverse_util
 
 from csra_jax.train import loop
 from csra_jax.train import loss as loss_lib
-from csra_jax.train.config import base_config
+from csra_jax.config import base_config
 from csra_jax.train.optimizer import create_optimizer
 from csra_jax.train.state import create_train_state, model_from_config
 from csra_jax.train.steps import (batch_sharding, make_eval_step, make_mesh, make_train_step,
@@ -279,7 +279,7 @@ def test_attend_rectify_single_label_trains_with_nll_of_its_log_probabilities():
 
 
 def test_demo_attend_rectify_config_trains_and_evaluates(tmp_path, data_dir, cache_dir):
-    from csra_jax.train.config import sibling_config
+    from csra_jax.config import sibling_config
     c = sibling_config(os.path.join(ROOT, "configs", "demo.py"), "demo_attend_rectify")
     c.data.data_dir, c.data.builder_config, c.data.build_if_missing = data_dir, "tiny", False
     c.data.image_size, c.batch_size, c.eval_batch_size, c.num_epochs = 32, 8, 8, 2

@@ -52,7 +52,7 @@ def load_run_config(workdir) -> Optional[ml_collections.ConfigDict]:
     values = read_saved(workdir)
     if values is None:
         return None
-    from csra_jax.train.config import base_config  # the schema: plain ml_collections
+    from csra_jax.config import base_config  # the schema: plain ml_collections
     config = base_config()
     _merge(config, values)
     return config

@@ -26,7 +26,7 @@ from csra_jax.train import disk_space
 from csra_jax.train import evaluate as eval_lib
 from csra_jax.train import resume_check
 from csra_jax.run.checkpoints import Checkpoints
-from csra_jax.train.config import validate_config
+from csra_jax.config import validate_config
 from csra_jax.train.metric_writer import MetricWriter
 from csra_jax.train.optimizer import create_optimizer
 from csra_jax.run.lock import RunLock, WorkdirLockedError

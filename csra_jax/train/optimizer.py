@@ -60,7 +60,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from csra_jax.train.config import SCHEDULES  # the one list; config validation uses it too
+from csra_jax.config import SCHEDULES  # the one list; config validation uses it too
 
 __all__ = [
     "GROUPS",

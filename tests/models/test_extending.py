@@ -45,7 +45,7 @@ def extended(tmp_path, monkeypatch):
 
 def test_readme_backbone_and_head_train_a_step(extended):
     from csra_jax.models.from_config import model_from_config
-    from csra_jax.train.config import base_config
+    from csra_jax.config import base_config
     from csra_jax.train.state import TrainState
     from csra_jax.train.steps import make_mesh, make_train_step
     assert "two_conv" in registry.available_archs() and "max" in registry.available_heads()
