@@ -19,6 +19,7 @@ MODES = ("train", "evaluate", "train_and_evaluate", "lambda_sweep")
 DTYPES = ("float32", "bfloat16")
 INIT_SOURCES = ("", "torchvision", "timm", "csra", "converted")
 SCHEDULES = ("step", "cosine")
+OPTIMIZERS = ("sgd", "adamw")  # optim.name
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -78,6 +79,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.steps_per_epoch = -1           # -1: len(train split) // batch_size
 
     c.optim = ml_collections.ConfigDict()
+    c.optim.name = "sgd"             # official: torch SGD; "adamw": decoupled weight decay
     c.optim.lr_backbone = 0.01
     c.optim.lr_head = 0.1
     c.optim.momentum = 0.9
@@ -163,6 +165,8 @@ def validate_config(c: ml_collections.ConfigDict, device_count: int, process_cou
     multiple = backbone_spec(c.model.arch).input_multiple
     _check(c.data.image_size % multiple == 0,
            f"data.image_size={c.data.image_size} must be divisible by {multiple} for {c.model.arch}")
+    _check(c.optim.name in OPTIMIZERS,
+           f"optim.name={c.optim.name!r}; valid: {', '.join(OPTIMIZERS)}")
     _check(c.optim.schedule in SCHEDULES,
            f"optim.schedule={c.optim.schedule!r}; valid: {', '.join(SCHEDULES)}")
     for name in ("lr_backbone", "lr_head"):

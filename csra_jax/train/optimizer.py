@@ -18,6 +18,14 @@ official code; ``decay_bn_and_bias=False`` excludes every parameter with ``ndim 
 (BN scale/bias, LayerNorm, biases) -- note that ViT's ``pos_embedding``/``cls`` token are
 not 1-D and stay decayed.
 
+**AdamW** (``name="adamw"``, not in the paper; for training small nets from scratch):
+``torch.optim.AdamW(betas=(momentum, 0.999), eps=1e-8, weight_decay)``, i.e.
+``optax.adamw``: the Adam step ``m_hat / (sqrt(v_hat) + eps)`` plus *decoupled* decay
+``wd * p``, both times the scheduled lr. The same groups, schedules, ``decay_bn_and_bias``
+mask and gradient accumulation as SGD; ``momentum`` is beta1, ``nesterov`` must be off.
+Note that a decoupled decay is scaled by the lr, so AdamW wants a larger
+``weight_decay`` (1e-2 .. 5e-2) than SGD's coupled 1e-4.
+
 **Groups.** Parameters are labelled ``"backbone"`` or ``"head"`` from their path:
 by default a parameter is in the head group iff its first path key (after a leading
 ``"params"`` collection name, if any) is in ``head_param_names`` (default
@@ -60,7 +68,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from csra_jax.config import SCHEDULES  # the one list; config validation uses it too
+from csra_jax.config import OPTIMIZERS, SCHEDULES  # the one lists; config validation uses them too
 
 __all__ = [
     "GROUPS",
@@ -68,6 +76,7 @@ __all__ = [
     "head_label_fn",
     "learning_rates",
     "make_schedule",
+    "torch_adamw",
     "torch_sgd",
     "warmup_cosine_schedule",
     "warmup_step_schedule",
@@ -242,6 +251,19 @@ def torch_sgd(
     return optax.chain(*parts)
 
 
+def torch_adamw(
+    learning_rate: optax.ScalarOrSchedule,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    weight_decay: float = 1e-2,
+    decay_mask: Any = None,
+) -> optax.GradientTransformation:
+    """``torch.optim.AdamW(betas=(b1, b2), eps, weight_decay, amsgrad=False)`` as optax."""
+    return optax.adamw(learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay,
+                       mask=decay_mask)
+
+
 def _decay_mask(params):
     return jax.tree_util.tree_map(lambda p: jnp.ndim(p) > 1, params)
 
@@ -252,12 +274,13 @@ def create_optimizer(
     *,
     is_head: Callable[[tuple[str, ...]], bool] | None = None,
 ) -> tuple[optax.GradientTransformation, dict[str, optax.Schedule]]:
-    """Builds the two-group SGD from a config; returns ``(tx, {"backbone": fn, "head": fn})``.
+    """Builds the two-group optimizer (SGD or AdamW, ``name``) from a config; returns
+    ``(tx, {"backbone": fn, "head": fn})``.
 
     ``config`` (``ml_collections.ConfigDict``, any attribute object, or a dict) fields:
     ``lr_backbone``, ``lr_head``, ``num_epochs`` and, for ``schedule="step"``,
     ``lr_step_epochs`` are required; defaults (the paper's) for the rest:
-    ``momentum=0.9``, ``weight_decay=1e-4``, ``decay_bn_and_bias=True``,
+    ``name="sgd"``, ``momentum=0.9``, ``weight_decay=1e-4``, ``decay_bn_and_bias=True``,
     ``warmup_epochs=2``, ``schedule="step"``, ``lr_gamma=0.1``, ``nesterov=False``,
     ``grad_accum_steps=1``, ``head_param_names=("head",)``,
     ``cosine_final_fraction=0.0``. ``steps_per_epoch`` counts optimizer updates.
@@ -273,11 +296,20 @@ def create_optimizer(
         raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
     decay_mask = None if _get(config, "decay_bn_and_bias", True) else _decay_mask
     nesterov = bool(_get(config, "nesterov", False))
+    name = _get(config, "name", "sgd")
+    if name not in OPTIMIZERS:
+        raise ValueError(f"optim.name={name!r}; valid: {', '.join(OPTIMIZERS)}")
+    if name == "sgd":
+        def group_tx(lr):
+            return torch_sgd(lr, momentum, weight_decay, nesterov, decay_mask)
+    else:
+        if nesterov:
+            raise ValueError("optim.nesterov=True is an SGD option; optim.name='adamw' has none")
+
+        def group_tx(lr):
+            return torch_adamw(lr, b1=momentum, weight_decay=weight_decay, decay_mask=decay_mask)
     tx = optax.multi_transform(
-        {
-            group: torch_sgd(schedules[group], momentum, weight_decay, nesterov, decay_mask)
-            for group in GROUPS
-        },
+        {group: group_tx(schedules[group]) for group in GROUPS},
         head_label_fn(_get(config, "head_param_names", ("head",)), is_head),
     )
     accum = _check_int("grad_accum_steps", _get(config, "grad_accum_steps", 1), 1)
