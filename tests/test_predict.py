@@ -28,7 +28,7 @@ from csra_jax.train.state import model_from_config
 from config_fixtures import tiny_config
 from model_fixtures import random_variables
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from repo_root import ROOT
 GOOD = ("gray.png", "large.jpg", "rgb.jpg", "rgba.png")
 BAD = ("corrupt.jpg", "notes.txt")
 SIZES = {"gray.png": (50, 50), "large.jpg": (1001, 687), "rgb.jpg": (40, 30),

@@ -5,7 +5,7 @@ import os
 
 from csra_jax.run.paths import RunDir, as_path, is_cloud
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from repo_root import ROOT
 
 
 def _train_imports(path):

@@ -11,7 +11,7 @@ from csra_jax.train import loop
 from csra_jax.train.resume_check import check_resume, write_run_config
 from config_fixtures import tiny_config
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from repo_root import ROOT
 
 
 def _config(data_dir, cache_dir, **overrides):
