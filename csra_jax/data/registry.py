@@ -81,16 +81,33 @@ def get_dataset_info(name: str, data_dir: Optional[str] = None,
                                eval_split=evals)
 
 
-def _make_config(info: DatasetInfo, kwargs: dict):
-    """Turns config keyword arguments (e.g. num_train=64) into a BuilderConfig."""
+# Keywords a builder takes besides its config's fields (MultiLabelBuilder + tfds').
+BUILDER_OPTIONS = ("config", "config_name", "on_corrupt", "verify_images", "version",
+                   "file_format")
+
+
+def _config_fields(info: DatasetInfo) -> set:
     if info.config_cls is None:
-        return None
-    fields = {f.name for f in dataclasses.fields(info.config_cls)} - {
+        return set()
+    return {f.name for f in dataclasses.fields(info.config_cls)} - {
         "name", "version", "release_notes", "supported_versions", "description", "tags"}
+
+
+def _make_config(info: DatasetInfo, kwargs: dict):
+    """Turns config keyword arguments (e.g. num_train=64) into a BuilderConfig; an
+    unknown keyword is a DataError naming it and the valid ones."""
+    fields = _config_fields(info)
+    unknown = sorted(k for k in kwargs if k not in fields and k not in BUILDER_OPTIONS)
+    if unknown:
+        raise DataError(None, f"{info.name}: unknown build option(s) {unknown}; valid: "
+                        f"config fields {sorted(fields) or 'none'} and {list(BUILDER_OPTIONS)}.",
+                        "Fix data.build_kwargs (or the --set fields of csra_jax.data.build).")
     cfg_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in fields}
-    if not cfg_kwargs:
-        return None
     name = kwargs.pop("config_name", None)
+    if not cfg_kwargs:
+        if name is not None:  # no fields: the name picks one of the builder's own configs
+            kwargs.setdefault("config", name)
+        return None
     if name is None:
         name = "custom_" + "_".join(f"{k}{v}" for k, v in sorted(cfg_kwargs.items())
                                     if not isinstance(v, (dict, list, tuple)))
