@@ -51,14 +51,18 @@ def config_from_file(path: str, overrides: Sequence[str] = ()) -> ml_collections
     """A config file plus ``--config.field=value`` overrides, parsed as ``csra_jax.main`` does."""
     from absl import flags
     from ml_collections import config_flags
-    def parse(args):
+    from csra_jax.cli_checks import flag_error_message
+
+    def parse(args, base=None):
         fv, argv = flags.FlagValues(), ["predict", f"--config={path}", *args]
         config_flags.DEFINE_config_file("config", None, "config file", flag_values=fv,
                                         lock_config=True, sys_argv=argv)
         try:
             fv(argv)
         except flags.Error as e:
-            raise ValueError(f"config {path!r}: {e}") from None
+            if base is None:
+                raise ValueError(f"config {path!r}: {e}") from None
+            raise ValueError(flag_error_message(e, argv, base)) from None
         return fv.config
 
     base = parse([])
@@ -70,7 +74,7 @@ def config_from_file(path: str, overrides: Sequence[str] = ()) -> ml_collections
                 raise ValueError(f"unknown config field {field!r} (the fields are in "
                                  "csra_jax/config.py)")
             node = node[key]
-    return parse(list(overrides)) if overrides else base
+    return parse(list(overrides), base) if overrides else base
 
 
 # ------------------------------------------------------------ class names

@@ -160,6 +160,20 @@ def test_missing_checkpoints_give_one_line_and_exit_2(tmp_path, images, capsys):
         assert len(err) == 1 and err[0].startswith("error:"), err
 
 
+
+@pytest.mark.parametrize("override, message", [
+    ("--config.batch_size=abc",
+     "error: --config.batch_size=abc: config.batch_size takes a whole number (the config has 32)"),
+    ("--config.batch_sise=4", "error: unknown config field 'batch_sise' (the fields are in "
+                              "csra_jax/config.py)"),
+])
+def test_bad_config_override_is_the_same_one_line_as_main(tmp_path, images, capsys, override,
+                                                          message):
+    args = ["--checkpoint", str(tmp_path), "--config", os.path.join(ROOT, "configs", "demo.py"),
+            override, images]
+    assert predict.main(args) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [message]
+
 def test_predictor_api_arrays_pil_and_batching(converted):
     path, model, variables = converted
     p = Predictor.from_converted(path, batch_size=2)
