@@ -8,6 +8,7 @@ dataset's metadata. Prepared data lives in `data_dir/<name>/<config>/<version>/`
 from __future__ import annotations
 
 import dataclasses
+import sys
 from typing import Any, Optional, Type
 
 from etils import epath
@@ -158,7 +159,24 @@ def prepared_dir(name: str, data_dir: str, config: Optional[str] = None) -> epat
         raise DataError(base, f"no prepared {name} dataset here (missing directory or "
                         "unfinished build).", f"Build it first: python -m csra_jax.data.build "
                         f"{name} --data_dir={data_dir} ...")
+    _warn_if_outdated(info, versions[-1])
     return versions[-1]
+
+
+_warned_outdated = set()
+
+
+def _warn_if_outdated(info: DatasetInfo, path: epath.Path) -> None:
+    """A build older than the builder's version is still read (it may be all the user
+    has), but once per folder a line says what the newer version changes."""
+    code = info.builder_cls.VERSION
+    if tfds.core.Version(path.name) >= code or str(path) in _warned_outdated:
+        return
+    _warned_outdated.add(str(path))
+    change = getattr(info.builder_cls, "RELEASE_NOTES", {}).get(str(code), "")
+    print(f"warning: {path} was built by {info.name} {path.name}; this version builds "
+          f"{code}" + (f" ({change})" if change else "") + ". Rebuild it to get that: move "
+          "the folder away and run the build again.", file=sys.stderr, flush=True)
 
 
 def load_builder(name: str, data_dir: str, config: Optional[str] = None):
