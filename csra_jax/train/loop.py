@@ -18,6 +18,7 @@ from etils import epath
 from jax.experimental import multihost_utils
 
 from csra_jax import data as data_lib
+from csra_jax.data.iterator_state import WorkerCountRestore
 from csra_jax.metrics import format_ap_table
 from csra_jax.run.class_names import save_class_names
 from csra_jax.run.paths import RunDir
@@ -268,9 +269,14 @@ class Experiment:
     def train(self, evaluate: bool = True) -> dict:
         config = self.config
         it = train_iterator(config, self.info, self.mesh)
-        restored = self.ckpts.restore_latest(self.abstract_state(), replicated(self.mesh), it)
+        data_state = WorkerCountRestore(it, config.data.num_workers)
+        restored = self.ckpts.restore_latest(self.abstract_state(), replicated(self.mesh),
+                                             data_state)
         if restored is not None:
             state, meta = restored
+            if data_state.converted_from is not None:
+                _print(f"data position saved with data.num_workers={data_state.converted_from}"
+                       f" carried over to {config.data.num_workers} (same batch order)")
             best = self.task.rating(meta, prefix="best_")
             best = -math.inf if best is None else best
             _print(f"resumed from step {int(meta['step'])} in {self.workdir}")
