@@ -40,6 +40,8 @@ from csra_jax.run.config_file import load_run_config, save_run_config  # noqa: F
 from csra_jax.run.paths import RunDir
 from csra_jax.run.restore import checkpoint_num_classes, find_checkpoint, restore_variables
 SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP")
+# A task's ``activation`` name -> what turns logits (B, C) into class probabilities.
+ACTIVATIONS = {"sigmoid": jax.nn.sigmoid, "softmax": lambda x: jax.nn.softmax(x, axis=-1)}
 
 
 class ImageReadError(ValueError):
@@ -172,14 +174,15 @@ class Predictor:
         # The evaluation transform: (S, S) resize and this normalisation (bad values fail here).
         self.spec = InputSpec(int(image_size), normalization)
         self.mean, self.std = self.spec.mean_std
-        if activation not in ("sigmoid", "softmax"):
-            raise ValueError(f"activation must be 'sigmoid' or 'softmax', got {activation!r}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)} (a task's "
+                             f"``activation``), got {activation!r}")
         self.model, self.variables = model, variables
         self.image_size, self.batch_size = int(image_size), int(batch_size)
         self.fixed_batch = False  # True: pad every batch to batch_size (one compilation)
         self.num_classes = int(model.head.num_classes)
         self.class_names = _check_names(class_names, self.num_classes, "class_names")
-        act = jax.nn.sigmoid if activation == "sigmoid" else jax.nn.softmax
+        act = ACTIVATIONS[activation]
         self._probs = jax.jit(lambda v, x: act(model.apply(v, x, train=False)))
 
         def with_attention(v, x):
@@ -237,11 +240,12 @@ class Predictor:
         CSRA ResNets).
         """
         from csra_jax.convert import load_converted
+        from csra_jax.convert.converted_checkpoint import MODEL_JSON
         path = os.path.expanduser(path)
         if not os.path.isdir(path):
             raise FileNotFoundError(f"checkpoint {path!r} does not exist.")
         model, variables = load_converted(path)  # explains a dir without model.json
-        with open(os.path.join(path, "model.json")) as f:
+        with open(os.path.join(path, MODEL_JSON)) as f:
             meta = json.load(f)
         if image_size is None:
             image_size = meta.get("img_size", 448)
