@@ -37,8 +37,9 @@ def _override(argv, field: str) -> str:
     return "?"
 
 
-def _flag_error_message(error: Exception, argv) -> str:
-    """absl's flag errors (one or more lines, Python-speak) -> one line for the user."""
+def flag_error_message(error: Exception, argv, config=None) -> str:
+    """absl's flag errors (one or more lines, Python-speak) -> one line for the user.
+    ``config``: the config the overrides apply to (default: the ``--config`` flag's)."""
     text = str(error)
     required = re.match(r"flag --(\w+)=None: Flag --\1 must have a value other than None", text)
     if required:
@@ -46,7 +47,8 @@ def _flag_error_message(error: Exception, argv) -> str:
         return f"--{name} is required: {flags.FLAGS[name].help}"
     field = re.match(r"flag --config\.([\w.]+)=", text)
     if field:
-        name, config = field.group(1), flags.FLAGS["config"].value
+        name = field.group(1)
+        config = flags.FLAGS["config"].value if config is None else config
         try:
             current = config
             for key in name.split("."):
@@ -104,7 +106,7 @@ def parse_flags(argv):
     except (AttributeError, KeyError) as e:  # locked ConfigDict: unknown field
         fail(_unknown_field_message(e))
     except flags.Error as e:
-        fail(_flag_error_message(e, argv))
+        fail(flag_error_message(e, argv))
 
 
 def check_workdir(workdir: str) -> str:

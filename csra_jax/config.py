@@ -12,7 +12,8 @@ import math
 import ml_collections
 
 from csra_jax.models.from_config import check_head_config
-from csra_jax.models.registry import available_archs, available_heads, backbone_spec
+from csra_jax.models.registry import (available_archs, available_heads, backbone_spec,
+                                      head_spec)
 from csra_jax.tasks import TASKS
 
 MODES = ("train", "evaluate", "train_and_evaluate", "lambda_sweep")
@@ -192,8 +193,10 @@ def validate_config(c: ml_collections.ConfigDict, device_count: int, process_cou
     _check(0 < c.stall_margin < 1, f"stall_margin={c.stall_margin} must be in (0, 1) "
            "(relative distance to the label-prior entropy)")
     if c.mode == "lambda_sweep":
-        _check(c.model.head == "gap", "mode=lambda_sweep scores a trained head='gap' model; "
-               f"model.head is {c.model.head!r}")
+        sweepable = [h for h in available_heads() if head_spec(h).sweepable]
+        _check(head_spec(c.model.head).sweepable, "mode=lambda_sweep re-scores a trained model "
+               f"whose head averages its class maps ({', '.join(sweepable)}); model.head is "
+               f"{c.model.head!r}")
         _check(all(math.isfinite(l) and l >= 0 for l in c.lambda_sweep_lams),
                f"lambda_sweep_lams={tuple(c.lambda_sweep_lams)} must be finite and >= 0")
 

@@ -40,6 +40,8 @@ from csra_jax.run.config_file import load_run_config, save_run_config  # noqa: F
 from csra_jax.run.paths import RunDir
 from csra_jax.run.restore import checkpoint_num_classes, find_checkpoint, restore_variables
 SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP")
+# A task's ``activation`` name -> what turns logits (B, C) into class probabilities.
+ACTIVATIONS = {"sigmoid": jax.nn.sigmoid, "softmax": lambda x: jax.nn.softmax(x, axis=-1)}
 
 
 class ImageReadError(ValueError):
@@ -51,14 +53,18 @@ def config_from_file(path: str, overrides: Sequence[str] = ()) -> ml_collections
     """A config file plus ``--config.field=value`` overrides, parsed as ``csra_jax.main`` does."""
     from absl import flags
     from ml_collections import config_flags
-    def parse(args):
+    from csra_jax.cli_checks import flag_error_message
+
+    def parse(args, base=None):
         fv, argv = flags.FlagValues(), ["predict", f"--config={path}", *args]
         config_flags.DEFINE_config_file("config", None, "config file", flag_values=fv,
                                         lock_config=True, sys_argv=argv)
         try:
             fv(argv)
         except flags.Error as e:
-            raise ValueError(f"config {path!r}: {e}") from None
+            if base is None:
+                raise ValueError(f"config {path!r}: {e}") from None
+            raise ValueError(flag_error_message(e, argv, base)) from None
         return fv.config
 
     base = parse([])
@@ -70,7 +76,7 @@ def config_from_file(path: str, overrides: Sequence[str] = ()) -> ml_collections
                 raise ValueError(f"unknown config field {field!r} (the fields are in "
                                  "csra_jax/config.py)")
             node = node[key]
-    return parse(list(overrides)) if overrides else base
+    return parse(list(overrides), base) if overrides else base
 
 
 # ------------------------------------------------------------ class names
@@ -168,14 +174,15 @@ class Predictor:
         # The evaluation transform: (S, S) resize and this normalisation (bad values fail here).
         self.spec = InputSpec(int(image_size), normalization)
         self.mean, self.std = self.spec.mean_std
-        if activation not in ("sigmoid", "softmax"):
-            raise ValueError(f"activation must be 'sigmoid' or 'softmax', got {activation!r}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)} (a task's "
+                             f"``activation``), got {activation!r}")
         self.model, self.variables = model, variables
         self.image_size, self.batch_size = int(image_size), int(batch_size)
         self.fixed_batch = False  # True: pad every batch to batch_size (one compilation)
         self.num_classes = int(model.head.num_classes)
         self.class_names = _check_names(class_names, self.num_classes, "class_names")
-        act = jax.nn.sigmoid if activation == "sigmoid" else jax.nn.softmax
+        act = ACTIVATIONS[activation]
         self._probs = jax.jit(lambda v, x: act(model.apply(v, x, train=False)))
 
         def with_attention(v, x):
@@ -233,11 +240,12 @@ class Predictor:
         CSRA ResNets).
         """
         from csra_jax.convert import load_converted
+        from csra_jax.convert.converted_checkpoint import MODEL_JSON
         path = os.path.expanduser(path)
         if not os.path.isdir(path):
             raise FileNotFoundError(f"checkpoint {path!r} does not exist.")
         model, variables = load_converted(path)  # explains a dir without model.json
-        with open(os.path.join(path, "model.json")) as f:
+        with open(os.path.join(path, MODEL_JSON)) as f:
             meta = json.load(f)
         if image_size is None:
             image_size = meta.get("img_size", 448)

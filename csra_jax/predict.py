@@ -28,6 +28,14 @@ from csra_jax import cli_args
 from csra_jax.cli_checks import snake_case_config_field
 
 
+def _normalizations():
+    """The input normalisations by name, with any a registered backbone adds."""
+    from csra_jax.data.transforms import NORMALIZATIONS
+    from csra_jax.models.registry import families
+    families()
+    return NORMALIZATIONS
+
+
 def _split_config_overrides(argv: List[str]) -> Tuple[List[str], List[str]]:
     """``--config.field=value`` (or ``--config.field value``) go to the config parser."""
     rest, overrides, i = [], [], 0
@@ -62,7 +70,7 @@ def parse_args(argv: List[str]):
     p.add_argument("--attention_dir", help="write attention overlays and a grid per image here")
     p.add_argument("--batch_size", type=int, default=16)
     p.add_argument("--image_size", type=int, help="override the model's resolution")
-    p.add_argument("--normalization", choices=("resnet", "vit", "imagenet"),
+    p.add_argument("--normalization", choices=sorted(_normalizations()),
                    help="override the input normalisation")
     p.add_argument("--which", choices=("best", "latest"), default="best",
                    help="with --workdir: the best (default) or the latest checkpoint")
@@ -98,11 +106,12 @@ def load_predictor(args, overrides):
                 config.data.image_size = args.image_size or config.data.image_size
                 config.data.normalization = args.normalization or config.data.normalization
         return Predictor.from_workdir(args.workdir, config, args.which, names, **kwargs)
+    from csra_jax.convert.converted_checkpoint import MODEL_JSON
     from csra_jax.run.paths import as_path
     path = as_path(args.checkpoint)  # a local path or gs://
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {args.checkpoint!r} does not exist.")
-    if (path / "model.json").exists():
+    if (path / MODEL_JSON).exists():
         return Predictor.from_converted(os.fspath(path), args.image_size, args.normalization,
                                         names, **kwargs)
     step_dir = path.parent if path.name == "state" else path

@@ -28,7 +28,7 @@ from csra_jax.train.state import model_from_config
 from config_fixtures import tiny_config
 from model_fixtures import random_variables
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from repo_root import ROOT
 GOOD = ("gray.png", "large.jpg", "rgb.jpg", "rgba.png")
 BAD = ("corrupt.jpg", "notes.txt")
 SIZES = {"gray.png": (50, 50), "large.jpg": (1001, 687), "rgb.jpg": (40, 30),
@@ -159,6 +159,20 @@ def test_missing_checkpoints_give_one_line_and_exit_2(tmp_path, images, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("error:"), err
 
+
+
+@pytest.mark.parametrize("override, message", [
+    ("--config.batch_size=abc",
+     "error: --config.batch_size=abc: config.batch_size takes a whole number (the config has 32)"),
+    ("--config.batch_sise=4", "error: unknown config field 'batch_sise' (the fields are in "
+                              "csra_jax/config.py)"),
+])
+def test_bad_config_override_is_the_same_one_line_as_main(tmp_path, images, capsys, override,
+                                                          message):
+    args = ["--checkpoint", str(tmp_path), "--config", os.path.join(ROOT, "configs", "demo.py"),
+            override, images]
+    assert predict.main(args) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [message]
 
 def test_predictor_api_arrays_pil_and_batching(converted):
     path, model, variables = converted

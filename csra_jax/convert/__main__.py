@@ -49,10 +49,9 @@ def parse_args(argv):
 
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    # Every head's build takes num_heads and lam (those without such a choice ignore them).
     model_kwargs = dict(arch=args.arch, num_classes=args.num_classes, head=args.head,
-                        img_size=args.image_size)
-    if args.head == "csra":
-        model_kwargs.update(num_heads=args.num_heads, lam=args.lam)
+                        num_heads=args.num_heads, lam=args.lam, img_size=args.image_size)
     try:
         if args.sha256:
             check_sha256(args.input, args.sha256)

@@ -10,7 +10,8 @@ registry entry names its source and classifier key; a head's ``torch_classifier`
 (a GAP head takes the classifier) and the official CSRA head are below.
 
 Strict by default: every missing, unexpected or mis-shaped key is listed in one error.
-The keys we deliberately do not load are an explicit list (``KNOWN_UNUSED``).
+The keys we deliberately do not load are an explicit list (``known_unused()``, built
+from the registered families).
 """
 
 from __future__ import annotations
@@ -32,19 +33,30 @@ from csra_jax.models.registry import families, spec_of
 
 SOURCES = ("torchvision", "timm", "csra")
 
-# Keys that exist in the sources but that no model of ours uses, by design:
-# - BatchNorm's step counter (only used when torch BN momentum is None).
-# - torchvision's ``fc`` (ResNet) / ``classifier.1`` (MobileNet-V2, EfficientNet: the
-#   Linear after Dropout) / timm's ``head`` / ``pre_logits`` (in21k checkpoints) when the
-#   model's head is not a GAP head of the same shape; the official CSRA ResNet checkpoints
-#   also carry torchvision's ``fc``, which ResNet_CSRA never calls.
-KNOWN_UNUSED = (
-    r".*\.num_batches_tracked$",
-    r"^fc\.(weight|bias)$",
-    r"^classifier\.1\.(weight|bias)$",
-    r"^head\.(weight|bias)$",
-    r"^pre_logits\.fc\.(weight|bias)$",
-)
+_BN_COUNTER = r".*\.num_batches_tracked$"
+
+
+def known_unused() -> Tuple[str, ...]:
+    """Patterns of keys that exist in the sources but that no model of ours uses, by design:
+    BatchNorm's step counter (used only when torch BN momentum is None); each registered
+    family's ``torch_classifier`` (torchvision ``fc`` / ``classifier.1``, timm ``head``)
+    when the model's head does not take it (the official CSRA ResNets also carry
+    torchvision's ``fc``, which ResNet_CSRA never calls); and the extra keys a family's
+    ``torch_unused`` names (timm's in21k ``pre_logits``)."""
+    patterns = [_BN_COUNTER]
+    for spec in families().values():
+        if spec.torch_classifier:
+            patterns.append(rf"^{re.escape(spec.torch_classifier)}\.(weight|bias)$")
+        patterns.extend(spec.torch_unused)
+    return tuple(dict.fromkeys(patterns))
+
+
+def __getattr__(name):  # KNOWN_UNUSED: the list as of now (backbones may register later)
+    if name == "KNOWN_UNUSED":
+        return known_unused()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 _CSRA_HEAD_KEY = re.compile(r"^classifier\.multi_head\.(\d+)\.head\.weight$")
 _CSRA_CLASSIFIER_KEY = "fc"  # the official CSRA ResNets carry torchvision's fc
 
@@ -179,6 +191,7 @@ def convert_state_dict(state_dict: Dict[str, np.ndarray], model: Classifier, sou
     head_kernels: Dict[int, np.ndarray] = {}
     classifier = (_CSRA_CLASSIFIER_KEY if source == "csra"
                   else spec_of(model.backbone).torch_classifier)
+    unused_patterns = known_unused()
 
     def put(path, value, torch_key):
         if path not in template:
@@ -205,7 +218,7 @@ def convert_state_dict(state_dict: Dict[str, np.ndarray], model: Classifier, sou
             if value.shape == template[("params", "head", leaf)].shape:
                 put(("params", "head", leaf), value, key)
                 continue
-        if any(re.match(p, key) for p in KNOWN_UNUSED):
+        if any(re.match(p, key) for p in unused_patterns):
             report.skipped.append(key)
             if not key.endswith("num_batches_tracked"):
                 reason = _unused_reason(key, state_dict[key], head, source, classifier)

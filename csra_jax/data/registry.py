@@ -8,6 +8,7 @@ dataset's metadata. Prepared data lives in `data_dir/<name>/<config>/<version>/`
 from __future__ import annotations
 
 import dataclasses
+import sys
 from typing import Any, Optional, Type
 
 from etils import epath
@@ -81,16 +82,33 @@ def get_dataset_info(name: str, data_dir: Optional[str] = None,
                                eval_split=evals)
 
 
-def _make_config(info: DatasetInfo, kwargs: dict):
-    """Turns config keyword arguments (e.g. num_train=64) into a BuilderConfig."""
+# Keywords a builder takes besides its config's fields (MultiLabelBuilder + tfds').
+BUILDER_OPTIONS = ("config", "config_name", "on_corrupt", "verify_images", "version",
+                   "file_format")
+
+
+def _config_fields(info: DatasetInfo) -> set:
     if info.config_cls is None:
-        return None
-    fields = {f.name for f in dataclasses.fields(info.config_cls)} - {
+        return set()
+    return {f.name for f in dataclasses.fields(info.config_cls)} - {
         "name", "version", "release_notes", "supported_versions", "description", "tags"}
+
+
+def _make_config(info: DatasetInfo, kwargs: dict):
+    """Turns config keyword arguments (e.g. num_train=64) into a BuilderConfig; an
+    unknown keyword is a DataError naming it and the valid ones."""
+    fields = _config_fields(info)
+    unknown = sorted(k for k in kwargs if k not in fields and k not in BUILDER_OPTIONS)
+    if unknown:
+        raise DataError(None, f"{info.name}: unknown build option(s) {unknown}; valid: "
+                        f"config fields {sorted(fields) or 'none'} and {list(BUILDER_OPTIONS)}.",
+                        "Fix data.build_kwargs (or the --set fields of csra_jax.data.build).")
     cfg_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in fields}
-    if not cfg_kwargs:
-        return None
     name = kwargs.pop("config_name", None)
+    if not cfg_kwargs:
+        if name is not None:  # no fields: the name picks one of the builder's own configs
+            kwargs.setdefault("config", name)
+        return None
     if name is None:
         name = "custom_" + "_".join(f"{k}{v}" for k, v in sorted(cfg_kwargs.items())
                                     if not isinstance(v, (dict, list, tuple)))
@@ -141,7 +159,24 @@ def prepared_dir(name: str, data_dir: str, config: Optional[str] = None) -> epat
         raise DataError(base, f"no prepared {name} dataset here (missing directory or "
                         "unfinished build).", f"Build it first: python -m csra_jax.data.build "
                         f"{name} --data_dir={data_dir} ...")
+    _warn_if_outdated(info, versions[-1])
     return versions[-1]
+
+
+_warned_outdated = set()
+
+
+def _warn_if_outdated(info: DatasetInfo, path: epath.Path) -> None:
+    """A build older than the builder's version is still read (it may be all the user
+    has), but once per folder a line says what the newer version changes."""
+    code = info.builder_cls.VERSION
+    if tfds.core.Version(path.name) >= code or str(path) in _warned_outdated:
+        return
+    _warned_outdated.add(str(path))
+    change = getattr(info.builder_cls, "RELEASE_NOTES", {}).get(str(code), "")
+    print(f"warning: {path} was built by {info.name} {path.name}; this version builds "
+          f"{code}" + (f" ({change})" if change else "") + ". Rebuild it to get that: move "
+          "the folder away and run the build again.", file=sys.stderr, flush=True)
 
 
 def load_builder(name: str, data_dir: str, config: Optional[str] = None):

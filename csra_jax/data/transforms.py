@@ -4,7 +4,7 @@ Fidelity and speed (figures from bench/input_pipeline.py):
 - Evaluation (`decode_eval`, used by the eval iterator and `Predictor`) is the official
   CSRA test transform exactly: PIL `convert("RGB")`, `resize((S, S), BILINEAR)` (what
   torchvision's `Resize((S, S))` does to a PIL image), then `normalize`, equal to
-  `ToTensor` + `Normalize` up to float32 rounding (tests/test_data_fidelity.py).
+  `ToTensor` + `Normalize` up to float32 rounding (tests/data/test_data_fidelity.py).
 - JPEG draft mode is an opt-in for training only (`draft=True`, config `data.draft`):
   `Image.draft` makes libjpeg decode at 1/2, 1/4 or 1/8 scale via DCT scaling, at the
   smallest scale where the crop keeps at least as many pixels as the output in each

@@ -92,4 +92,5 @@ def _build(num_classes, num_heads, lam, dtype, param_dtype, **options):
     return GAPHead(num_classes, dtype=dtype, param_dtype=param_dtype, **options)
 
 
-register_head(HeadSpec(name="gap", module=GAPHead, build=_build, options=("max_lam",)))
+register_head(HeadSpec(name="gap", module=GAPHead, build=_build, options=("max_lam",),
+                      sweepable=True))

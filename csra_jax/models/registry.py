@@ -40,6 +40,8 @@ class BackboneSpec:
       has_batch_norm: whether its variables hold a ``batch_stats`` collection.
       torch_source: the converter source of its PyTorch twin ("torchvision", "timm").
       torch_classifier: the key prefix of that twin's classifier (``fc``, ``head``, ...).
+      torch_unused: patterns of other keys its PyTorch files may carry that no model of
+        ours loads (they are skipped and named, not errors).
       torch_twin: ``(settings, img_size, num_classes) -> torch.nn.Module``, the PyTorch
         model its weights convert from (imports torch lazily); its forward gives the
         logits of our ``gap`` head.
@@ -59,6 +61,7 @@ class BackboneSpec:
     has_batch_norm: bool = True
     torch_source: Optional[str] = None
     torch_classifier: Optional[str] = None
+    torch_unused: Tuple[str, ...] = ()
     torch_twin: Optional[Callable[..., Any]] = None
 
     @property
@@ -82,6 +85,8 @@ class HeadSpec:
       config_options: ``config -> dict`` of options derived from other fields (e.g. the
         task); optional.
       reads_stages: the head takes the backbone's stage maps, not only the last one.
+      sweepable: its logits are the spatial mean of its class score maps, so the
+        training-free sweep (``mode=lambda_sweep``: mean + lam * max) re-scores it.
     """
 
     name: str
@@ -91,6 +96,7 @@ class HeadSpec:
     config_fields: Mapping[str, str] = dataclasses.field(default_factory=dict)
     config_options: Optional[Callable[[Any], Dict[str, Any]]] = None
     reads_stages: bool = False
+    sweepable: bool = False
 
 
 _BACKBONES: Dict[str, BackboneSpec] = {}

@@ -213,4 +213,5 @@ register_backbone(BackboneSpec(
     normalization="vit",  # mean 0.5 / std 0.5, as timm's and the official CSRA ViTs
     stage_strides=lambda s: (16,) * s["depth"], input_multiple=16,
     input_multiple_reason="the patch size", has_batch_norm=False,
-    torch_source="timm", torch_classifier="head", torch_twin=_torch_twin))
+    torch_source="timm", torch_classifier="head", torch_twin=_torch_twin,
+    torch_unused=(r"^pre_logits\.fc\.(weight|bias)$",)))  # in21k files' pre-logits layer

@@ -28,7 +28,8 @@ from etils import epath
 from jax.sharding import NamedSharding
 
 from csra_jax.run import checksums
-from csra_jax.run.paths import is_cloud
+from csra_jax.run.paths import BEST, CHECKPOINTS, is_cloud
+from csra_jax.tasks.base import LEGACY_RATING_KEY
 
 TMP_MARK = ".orbax-checkpoint-tmp"
 COMMIT_FILE = "commit_success.txt"
@@ -184,26 +185,33 @@ class Checkpoints:
                  on_damaged: str = "fallback"):
         workdir = epath.Path(workdir)
         self.on_damaged = on_damaged
-        self.interrupted_best = remove_leftovers(workdir / "best")
-        remove_leftovers(workdir / "checkpoints")
+        self.interrupted_best = remove_leftovers(workdir / BEST)
+        remove_leftovers(workdir / CHECKPOINTS)
         if jax.process_count() > 1:  # every process re-rates the same step, or none does
             import numpy as np
             from jax.experimental import multihost_utils
             last = multihost_utils.broadcast_one_to_all(
                 np.int64(max(self.interrupted_best, default=-1)))
             self.interrupted_best = [int(last)] if int(last) >= 0 else []
-        self._saving: Dict[str, Optional[int]] = {"checkpoints": None, "best": None}
+        self._saving: Dict[str, Optional[int]] = {CHECKPOINTS: None, BEST: None}
         self.best_key = best_metric
         self.latest = make_manager(
-            workdir / "checkpoints", ("state", "data", "meta"),
+            workdir / CHECKPOINTS, ("state", "data", "meta"),
             policy=ocp.checkpoint_managers.LatestN(n=keep),
-            on_saved=lambda: self._write_manifest("checkpoints"))
+            on_saved=lambda: self._write_manifest(CHECKPOINTS))
         self.best = make_manager(
-            workdir / "best", ("state", "meta"),
+            workdir / BEST, ("state", "meta"),
             policy=ocp.checkpoint_managers.BestN(
-                get_metric_fn=lambda m: m[best_metric], reverse=False, n=1,
+                get_metric_fn=self._rating, reverse=False, n=1,
                 keep_checkpoints_without_metrics=False),
-            on_saved=lambda: self._write_manifest("best"))
+            on_saved=lambda: self._write_manifest(BEST))
+
+    def _rating(self, metrics: dict) -> Optional[float]:
+        """A step's rating: ``best_key``, or the key runs saved before it had its own name."""
+        for key in (self.best_key, LEGACY_RATING_KEY):
+            if metrics.get(key) is not None:
+                return float(metrics[key])
+        return None
 
     # ------------------------------------------------------------ saving
     def _write_manifest(self, name: str) -> None:
@@ -211,14 +219,14 @@ class Checkpoints:
         step = self._saving[name]
         if step is None or not _is_main():
             return
-        mngr = self.latest if name == "checkpoints" else self.best
+        mngr = self.latest if name == CHECKPOINTS else self.best
         root = epath.Path(mngr.directory)
         tmp = sorted(root.glob(f"{step}{TMP_MARK}*"), key=lambda p: p.stat().mtime)
         checksums.write_manifest(tmp[-1] if tmp else root / str(step))
 
     def save(self, step: int, state, data_iter, meta: dict, force: bool = False) -> bool:
         self.latest.wait_until_finished()
-        self._saving["checkpoints"] = step
+        self._saving[CHECKPOINTS] = step
         return self.latest.save(step, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state),
             data=grain.checkpoint.CheckpointSave(data_iter),
@@ -228,7 +236,7 @@ class Checkpoints:
         if step in self.best.all_steps():
             return
         self.best.wait_until_finished()
-        self._saving["best"] = step
+        self._saving[BEST] = step
         rating = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
         # orbax writes `metrics` to disk only for the deprecated `best_fn` option, not for
         # preservation policies; the rating also goes into the step's meta so that it
@@ -247,8 +255,7 @@ class Checkpoints:
             meta = self.best.restore(step, args=ocp.args.Composite(
                 meta=ocp.args.JsonRestore())).meta
             metrics = meta.get("rating") or {}
-        value = metrics.get(self.best_key)
-        return None if value is None else float(value)
+        return self._rating(metrics)
 
     # ---------------------------------------------------------- restoring
     def _state_args(self, abstract_state, sharding, data_iter=None):

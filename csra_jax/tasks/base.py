@@ -3,7 +3,7 @@ model's outputs mean. The trainer and the evaluator ask a ``Task`` and know no t
 
 from __future__ import annotations
 
-from typing import Mapping, Optional
+from typing import List, Mapping, Optional
 
 # Runs saved before single-label top-1 had its own key stored every task's rating
 # (best/'s orbax metrics, checkpoints/' meta) under this key.
@@ -46,6 +46,17 @@ class Task:
         """The loss (nats) of predicting the label prior ``label_freq`` (C,) for every
         image: what a model that learned nothing from the images reaches."""
         raise NotImplementedError
+
+    def per_class_table(self, m: Mapping, class_names) -> Optional[str]:
+        """A per-class table of ``metrics``' result (saved beside the predictions and
+        printed, titled ``per_class_title``), or None when the task has none."""
+        return None
+
+    per_class_title = ""
+
+    def notes(self, m: Mapping) -> List[str]:
+        """Lines a reader of ``metrics``' result should see (printed as ``note: ...``)."""
+        return []
 
     def rating(self, stored: Mapping, prefix: str = "") -> Optional[float]:
         """``stored[prefix + best_key]`` (the old ``prefix + "mAP"`` key in runs saved

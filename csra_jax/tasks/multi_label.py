@@ -32,6 +32,16 @@ class MultiLabel(Task):
                 "OF1 {OF1:.1f}  | top3 CF1 {CF1_top3:.1f} OF1 {OF1_top3:.1f}").format(**m)
         return f"{line}  [{m['protocol']} protocol]" if "protocol" in m else line
 
+    per_class_title = "per-class AP"
+
+    def per_class_table(self, m, class_names):
+        return metrics_lib.format_ap_table(m["AP"] / 100.0, class_names)
+
+    def notes(self, m):
+        missing = m.get("classes_without_positives")
+        return [f"{len(missing)} classes have no positives in this split and are left out "
+                "of mAP"] if missing else []
+
     def prior_entropy(self, label_freq):
         """Mean binary entropy over classes: H = mean_c [-p_c log p_c - (1-p_c) log(1-p_c)]."""
         p = np.clip(np.asarray(label_freq, np.float64), 1e-12, 1 - 1e-12)

@@ -17,7 +17,7 @@ from typing import Optional
 
 from etils import epath
 
-from csra_jax.run.paths import is_cloud
+from csra_jax.run.paths import RunDir, is_cloud
 
 _CODES = (errno.ENOSPC, errno.EDQUOT)
 _TEXTS = ("no space left on device", "disk quota exceeded")
@@ -77,7 +77,7 @@ def _size(path: epath.Path) -> int:
 
 def checkpoint_bytes(workdir) -> Optional[int]:
     """The size of the newest saved step (what the next save needs), if any."""
-    root = epath.Path(workdir) / "checkpoints"
+    root = RunDir(workdir).checkpoints
     if not root.is_dir():
         return None
     steps = sorted((int(p.name) for p in root.iterdir() if p.name.isdigit()), reverse=True)

@@ -18,7 +18,7 @@ from etils import epath
 from jax.experimental import multihost_utils
 
 from csra_jax import data as data_lib
-from csra_jax.metrics import format_ap_table
+from csra_jax.data.iterator_state import WorkerCountRestore
 from csra_jax.run.class_names import save_class_names
 from csra_jax.run.paths import RunDir
 from csra_jax.tasks import get_task
@@ -236,13 +236,12 @@ class Experiment:
             return {}
         protocol = self.config.eval.protocol
         m = eval_lib.score(results, self.task, self.config.threshold, protocol)
-        if "AP" in m:
-            table = format_ap_table(m["AP"] / 100.0, self.class_names)
+        table = self.task.per_class_table(m, self.class_names)
+        if table is not None:
             self.run_dir.ap_table(step).write_text(table + "\n")
-            _print(f"per-class AP [{protocol} protocol]\n{table}")
-            if m.get("classes_without_positives"):
-                _print(f"note: {len(m['classes_without_positives'])} classes have no positives "
-                       "in this split and are left out of mAP")
+            _print(f"{self.task.per_class_title} [{protocol} protocol]\n{table}")
+        for note in self.task.notes(m):
+            _print(f"note: {note}")
         _print(f"[eval step {step}] {len(results['index'])} images in {elapsed:.1f}s  "
                + eval_lib.summary_line(m, self.task))
         self.writer.write(step, {k: v for k, v in m.items() if np.isscalar(v)},
@@ -268,9 +267,14 @@ class Experiment:
     def train(self, evaluate: bool = True) -> dict:
         config = self.config
         it = train_iterator(config, self.info, self.mesh)
-        restored = self.ckpts.restore_latest(self.abstract_state(), replicated(self.mesh), it)
+        data_state = WorkerCountRestore(it, config.data.num_workers)
+        restored = self.ckpts.restore_latest(self.abstract_state(), replicated(self.mesh),
+                                             data_state)
         if restored is not None:
             state, meta = restored
+            if data_state.converted_from is not None:
+                _print(f"data position saved with data.num_workers={data_state.converted_from}"
+                       f" carried over to {config.data.num_workers} (same batch order)")
             best = self.task.rating(meta, prefix="best_")
             best = -math.inf if best is None else best
             _print(f"resumed from step {int(meta['step'])} in {self.workdir}")

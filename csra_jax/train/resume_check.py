@@ -25,12 +25,13 @@ FREE = (
     "data.read_threads", "eval_batch_size", "checkpoint_every_steps", "keep_checkpoints",
     "log_every_steps", "threshold", "lambda_sweep_lams", "max_steps", "init_checkpoint",
     "init_source", "require_pretrained", "model.remat", "model.conv_impl",
+    "data.num_workers",  # the batch order is the same; the data position converts
 )
 # What the schedule, the augmentation or the evaluation does from now on: may change when
 # the user names the field in allow_config_change.
 ALLOWABLE = (
     "num_epochs", "eval_every_epochs", "dtype", "optim", "data.crop_scale", "data.hflip",
-    "data.randaugment", "data.eval_split", "data.num_workers",
+    "data.randaugment", "data.eval_split",
 )
 # Fields an evaluation of the saved weights depends on (evaluate / lambda_sweep modes).
 MODEL = ("task", "model", "data.name", "data.builder_config", "data.image_size",

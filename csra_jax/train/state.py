@@ -27,22 +27,39 @@ class TrainState:
     nonfinite: jax.Array     # steps skipped for a non-finite loss/gradient (int32)
 
 
-def _merge_pretrained(init: dict, pretrained: dict, path: str) -> dict:
+def _merge_pretrained(init: dict, pretrained: dict, path: str):
     """Takes every pretrained leaf whose path and shape match ``init``; the backbone
-    must match completely (a head of another shape keeps its initialisation)."""
+    must match completely. Returns the merged tree and the head leaves that did not fit
+    (they keep their initialisation), as ``"path: checkpoint shape -> model shape"``."""
     flat_init = traverse_util.flatten_dict(init)
     flat_pre = traverse_util.flatten_dict(pretrained)
-    out, bad = dict(flat_init), []
+    out, bad, fresh = dict(flat_init), [], []
     for key, value in flat_init.items():
         if key in flat_pre and flat_pre[key].shape == value.shape:
             out[key] = flat_pre[key]
         elif key[1] == "backbone":
             bad.append("/".join(key))
+        else:
+            had = tuple(flat_pre[key].shape) if key in flat_pre else "absent"
+            fresh.append(f"{'/'.join(key)}: {had} -> {tuple(value.shape)}")
     if bad:
         raise ValueError(f"pretrained checkpoint {path!r} does not fit the model's backbone: "
                          f"{len(bad)} missing or mis-shaped leaves, e.g. {bad[:5]}. Was it "
                          "converted for another arch?")
-    return traverse_util.unflatten_dict(out)
+    return traverse_util.unflatten_dict(out), fresh
+
+
+def _report_fresh_head(config: ml_collections.ConfigDict, path: str, fresh: list) -> None:
+    """A head that does not fit is fine to fine-tune (a new class count) but would make an
+    evaluation measure an untrained head: refuse that, and say it in one line otherwise."""
+    what = (f"init_checkpoint {path!r}: {len(fresh)} head leaves do not fit the model's head "
+            f"(e.g. {'; '.join(fresh[:3])})")
+    if config.mode in ("evaluate", "lambda_sweep"):
+        raise ValueError(f"{what}, so evaluating would measure an untrained head. Set "
+                         "config.model (head, num_heads, num_classes of the data) to the "
+                         "converted model's; its model.json lists them.")
+    if jax.process_index() == 0:
+        print(f"note: {what}; they keep their initialisation.", flush=True)
 
 
 def load_pretrained(config: ml_collections.ConfigDict, model: Classifier,
@@ -61,7 +78,10 @@ def load_pretrained(config: ml_collections.ConfigDict, model: Classifier,
         check_sha256(path, config.init_checkpoint_sha256)
     if config.init_source == "converted":
         _, pretrained = load_converted(path)
-        return _merge_pretrained(variables, pretrained, path)
+        merged, fresh = _merge_pretrained(variables, pretrained, path)
+        if fresh:
+            _report_fresh_head(config, path, fresh)
+        return merged
     return load_torch_weights(path, model, config.init_source, init_variables=variables)
 
 

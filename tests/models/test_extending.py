@@ -15,7 +15,7 @@ import pytest
 import csra_jax.models
 from csra_jax.models import registry
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from repo_root import ROOT
 
 
 def _readme_files() -> dict:

@@ -16,6 +16,7 @@ import optax
 import pytest
 
 from csra_jax import create_model
+from csra_jax.data.transforms import NORMALIZATIONS
 from csra_jax.models import registry
 from csra_jax.train.state import TrainState
 from csra_jax.train.steps import batch_sharding, make_mesh, make_train_step, replicated
@@ -67,7 +68,7 @@ def test_backbone_declares_its_strides_and_batch_norm(family):
     strides = spec.stage_strides(spec.tiny)
     assert [s.shape[1:3] for s in stages] == [(SIZE // r, SIZE // r) for r in strides]
     assert ("backbone" in variables.get("batch_stats", {})) == spec.has_batch_norm
-    assert spec.normalization in ("resnet", "vit", "imagenet")
+    assert spec.normalization in NORMALIZATIONS
 
 
 def _train_step(model, variables, batch):
@@ -97,16 +98,18 @@ def test_every_backbone_and_head_trains_draws_and_converts(family, head):
                                                init_variables=variables)
         assert not report.errors() and len(report.loaded) > 10
         takes_fc = {f"{spec.torch_classifier}.weight", f"{spec.torch_classifier}.bias"}
-        assert takes_fc <= set(report.loaded) if head == "gap" else not takes_fc & set(
-            report.loaded)
+        assert takes_fc <= set(report.loaded) if model.head.torch_classifier else not (
+            takes_fc & set(report.loaded))
 
     # Maps: the ones the head pools (checked against its logits), drawable.
     images = _images()
     t0 = time.time()
     logits, maps = jax.jit(functools.partial(model.apply, method="logits_and_maps")).lower(
         variables, images).compile(NO_OPT)(variables, images)
-    stride = spec.stage_strides(spec.tiny)[-2 if head == "attend_rectify" else -1]
-    grid = SIZE // stride
+    # A head maps at the output stride, or at one of the stages it reads.
+    grid = maps.scores.shape[1]
+    strides = spec.stage_strides(spec.tiny)
+    assert SIZE // grid in (strides if registry.head_spec(head).reads_stages else strides[-1:])
     assert maps.scores.shape == (BATCH, grid, grid, NUM_CLASSES)
     assert maps.attention.shape == (BATCH, NUM_CLASSES, grid, grid)
     assert np.isfinite(np.asarray(maps.attention)).all()
@@ -125,14 +128,18 @@ def test_every_backbone_and_head_trains_draws_and_converts(family, head):
                              [f"class {i}" for i in range(NUM_CLASSES)], tile=32)
     assert picture.size[0] == 32 * (1 + NUM_CLASSES)
 
-    # One jitted train step moves the weights; attend-and-rectify adds its regulariser.
+    # One jitted train step moves the weights; a head that sows a loss (attend-and-
+    # rectify's regulariser) adds it.
     labels = np.eye(NUM_CLASSES, dtype=np.float32)[[0, 2]]
     batch = {"image": images, "labels": labels, "ignore": np.zeros_like(labels),
              "mask": np.ones((BATCH,), np.float32)}
+    _, sown = jax.eval_shape(functools.partial(model.apply, train=True,
+                                               mutable=["losses", "batch_stats"]),
+                             variables, images)
     before = jax.device_get(variables["params"]["head"])  # the step donates its state
     new_state, metrics = _train_step(model, variables, batch)
     assert np.isfinite(float(metrics["loss"])) and int(metrics["nonfinite"]) == 0
-    assert (float(metrics["aux_loss"]) > 0) == (head == "attend_rectify")
+    assert (float(metrics["aux_loss"]) > 0) == bool(sown.get("losses"))
     moved = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), new_state.params["head"],
                          before)
     assert max(jax.tree.leaves(moved)) > 0

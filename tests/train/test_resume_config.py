@@ -11,7 +11,7 @@ from csra_jax.train import loop
 from csra_jax.train.resume_check import check_resume, write_run_config
 from config_fixtures import tiny_config
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from repo_root import ROOT
 
 
 def _config(data_dir, cache_dir, **overrides):
@@ -77,6 +77,31 @@ def test_several_changes_are_listed_in_one_line_from_the_cli(trained, data_dir, 
                  "allow_config_change=", "num_epochs 2 -> 5"):
         assert part in lines[0], lines[0]
     assert open(os.path.join(trained, "config.json")).read() == saved
+
+
+def _params(workdir, step):
+    import orbax.checkpoint as ocp
+    from flax import traverse_util
+    with ocp.StandardCheckpointer() as ckptr:
+        tree = ckptr.restore(os.path.join(workdir, "checkpoints", str(step), "state"))
+    return traverse_util.flatten_dict(tree["params"], sep="/")
+
+
+def test_another_worker_count_resumes_bit_identically(tmp_path, trained, data_dir, cache_dir,
+                                                      capsys):
+    """0 workers to step 4, then 2 decoding processes to the end: the same batches, so
+    the same parameters as the uninterrupted in-process run."""
+    import numpy as np
+    workdir = str(tmp_path / "run")
+    loop.run(_config(data_dir, cache_dir, max_steps=4), workdir)
+    result = loop.run(_config(data_dir, cache_dir, **{"data.num_workers": 2}), workdir)
+    assert result["step"] == 12
+    assert ("data position saved with data.num_workers=0 carried over to 2"
+            in capsys.readouterr().out)
+    want, got = _params(trained, 12), _params(workdir, 12)
+    assert want.keys() == got.keys()
+    for key in want:
+        np.testing.assert_array_equal(got[key], want[key], err_msg=key)
 
 
 def test_free_fields_and_evaluation_settings_pass(tmp_path, data_dir, cache_dir):

@@ -13,7 +13,7 @@ from flax import traverse_util
 
 from csra_jax.train import checksums
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from repo_root import ROOT
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from flax import traverse_util
 from csra_jax.train import checksums, loop
 from csra_jax.train.checkpoints import CheckpointError
 from config_fixtures import tiny_config
+from repo_root import ROOT
 
 
 def _config(data_dir, cache_dir, **overrides):
@@ -190,12 +191,11 @@ def test_two_process_job_writes_one_manifest_covering_every_process(tmp_path, da
     import socket
     import subprocess
     import sys
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    worker = os.path.join(root, "tests", "workers", "locked_run.py")
+    worker = os.path.join(ROOT, "tests", "workers", "locked_run.py")
     with socket.socket() as s:
         s.bind(("localhost", 0))
         port = str(s.getsockname()[1])
-    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=root,
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT,
                XLA_FLAGS="--xla_force_host_platform_device_count=2")
     workdir = tmp_path / "run"
     procs = [subprocess.Popen([sys.executable, worker, str(workdir), data_dir, "--process-id",

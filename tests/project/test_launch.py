@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LAUNCH = ROOT / "launch"
 SCRIPTS = ["tpu_vm.sh", "gpu.sh", "slurm.sbatch", "prepare_data.sh"]
 BASH = shutil.which("bash") or "/bin/bash"

@@ -6,7 +6,6 @@ Official: PIL `Image.open(p).convert("RGB")` -> `transforms.Resize((S, S))` ->
 >= 2x and >= 8x the target, where JPEG draft decoding would change the pixels.
 """
 
-import io
 import json
 
 import numpy as np

@@ -23,6 +23,7 @@ from csra_jax.convert import load_torch_weights
 from csra_jax.models.batch_norm import BatchNorm
 from csra_jax.train.loss import bce_with_logits
 from torch_reference import randomize_bn, to_nchw
+from repo_root import ROOT
 
 LR, MOMENTUM, WD = 0.01, 0.9, 1e-4  # the paper's backbone recipe
 
@@ -127,7 +128,7 @@ def test_resnet18_sgd_steps_match_torch(steps):
 def test_sharded_batch_uses_global_statistics_and_count():
     """8 devices, one image each: layer4 has n = 8*2*2 = 32 values per channel globally
     but 4 per device; a per-device mean or count would miss torch by far more than 1e-5."""
-    worker = os.path.join(os.path.dirname(__file__), "workers", "bn_sharded.py")
+    worker = os.path.join(ROOT, "tests", "workers", "bn_sharded.py")
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
                JAX_PLATFORMS="cpu")
     out = subprocess.run([sys.executable, worker], env=env, capture_output=True, text=True,

@@ -12,8 +12,9 @@ from PIL import Image
 
 from csra_jax import data
 from data_fixtures import builder_examples
+from repo_root import ROOT
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+sys.path.insert(0, os.path.join(ROOT,
                                 "bench"))
 import small_object_sets as sos  # noqa: E402
 

@@ -21,7 +21,7 @@ nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from repo_root import ROOT
 NOTEBOOK_DIR = os.path.join(ROOT, "notebooks")
 NOTEBOOK = os.path.join(NOTEBOOK_DIR, "quickstart.ipynb")
 KERNEL = "python3"

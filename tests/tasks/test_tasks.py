@@ -3,14 +3,13 @@ csra_jax.metrics), the key that picks best/, and reads ratings stored under the 
 
 import json
 import math
-import os
 
 import jax
 import numpy as np
 import pytest
 
 from csra_jax import metrics as metrics_lib
-from csra_jax.tasks import TASKS, MultiLabel, SingleLabel, get_task
+from csra_jax.tasks import TASKS, MultiLabel, get_task
 from csra_jax.train import evaluate as eval_lib
 from config_fixtures import tiny_config
 

@@ -5,7 +5,7 @@ import os
 
 from csra_jax.run.paths import RunDir, as_path, is_cloud
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from repo_root import ROOT
 
 
 def _train_imports(path):
@@ -86,3 +86,13 @@ def test_importing_serving_loads_no_training_module():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT})
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_best_is_rated_by_the_task_key_or_the_key_older_runs_stored(tmp_path):
+    """Single-label runs saved before top-1 had its own name rated best/ under "mAP"."""
+    from csra_jax.run.checkpoints import Checkpoints
+    ckpts = Checkpoints(str(tmp_path / "run"), keep=1, best_metric="top1")
+    assert ckpts._rating({"top1": 2.0, "mAP": 1.0}) == 2.0
+    assert ckpts._rating({"mAP": 1.0}) == 1.0
+    assert ckpts._rating({"loss": 0.3}) is None
+    assert ckpts.best_metric() is None  # nothing in best/ yet

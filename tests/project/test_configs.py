@@ -20,7 +20,7 @@ from ml_collections import config_flags
 
 from csra_jax.config import base_config, validate_config
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from repo_root import ROOT
 CONFIG_DIR = os.path.join(ROOT, "configs")
 CONFIG_FILES = sorted(f for f in os.listdir(CONFIG_DIR)
                       if f.endswith(".py") and not f.startswith("_"))
@@ -277,3 +277,12 @@ def test_cli_rejects_misspelt_key(tmp_path):
               "--config.bach_size=3")
     assert r.returncode != 0
     assert "bach_size" in r.stderr
+
+
+def test_old_train_config_path_is_the_same_schema():
+    """Config files written against ``csra_jax.train.config`` get the one schema, not a copy."""
+    import csra_jax.config as schema
+    from csra_jax.train import config as old_path
+    for name in ("MODES", "DTYPES", "INIT_SOURCES", "SCHEDULES", "base_config", "paper_config",
+                 "sibling_config", "validate_config"):
+        assert getattr(old_path, name) is getattr(schema, name), name

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from repo_root import ROOT
 
 # Builds the library's train step for resnet18@32 exactly as the loop does (config ->
 # setup_compilation_cache, model_from_config, make_train_step) and compiles it once.

@@ -12,7 +12,7 @@ from csra_jax.convert import __main__ as convert_cli
 from csra_jax.data import build as build_cli
 from csra_jax import predict as predict_cli
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from repo_root import ROOT
 
 
 def _help(fn, capsys):

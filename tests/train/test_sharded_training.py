@@ -8,7 +8,9 @@ import sys
 
 import numpy as np
 
-WORKER = os.path.join(os.path.dirname(__file__), "workers", "sharded_train.py")
+from repo_root import ROOT
+
+WORKER = os.path.join(ROOT, "tests", "workers", "sharded_train.py")
 
 
 def _env(devices):

@@ -7,14 +7,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
 from csra_jax.train import loop
 from csra_jax.train.run_lock import LOCK_FILE, RunLock, WorkdirLockedError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from repo_root import ROOT
 ENV = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
 
 HOLD = ("import sys, time\n"

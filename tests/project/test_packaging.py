@@ -10,7 +10,7 @@ import yaml
 
 import csra_jax
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from repo_root import ROOT
 with open(os.path.join(ROOT, "pyproject.toml"), "rb") as _f:
     PROJECT = tomllib.load(_f)["project"]
 

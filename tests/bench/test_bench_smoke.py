@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from repo_root import ROOT
 
 
 @pytest.mark.parametrize("script", ["head_overhead.py", "train_throughput.py"])

@@ -25,7 +25,7 @@ from csra_jax.train.steps import (batch_sharding, make_eval_step, make_mesh, mak
                                    replicated)
 from config_fixtures import tiny_config
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from repo_root import ROOT
 
 
 def _cli(workdir, data_dir, cache_dir, *extra):

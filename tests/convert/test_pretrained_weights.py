@@ -23,7 +23,7 @@ from csra_jax.convert.__main__ import main as convert_main, parse_args
 from csra_jax.convert.sha256 import check_sha256
 from csra_jax.config import base_config, validate_config
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from repo_root import ROOT
 README = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
 NUM_CLASSES = {"voc2007": 20, "voc2012": 20, "coco2014": 80, "wider_attribute": 14}
 
@@ -222,7 +222,7 @@ def test_voc2007_release_command_end_to_end(tmp_path, monkeypatch, capsys):
     """The README's VOC2007 ResNet-101 command, as written, on a random file of the
     release's layout (official ResNet_CSRA keys), then the evaluate command's loading
     path: the weights it ends with are the file's (logit parity of the same conversion
-    is tests/test_create_model_and_convert.py's)."""
+    is tests/convert/test_create_model_and_convert.py's)."""
     pytest.importorskip("torchvision")
     import jax
     from torch_reference import TorchResNetCSRA, randomize_bn

@@ -4,7 +4,7 @@ set-up commands are the ones CI and users rely on."""
 import os
 import re
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from repo_root import ROOT
 README = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
 
 

@@ -83,7 +83,6 @@ def _params(step_dir):
 
 def test_gs_workdir_trains_resumes_bit_identically_and_predicts(gcs, data_dir, cache_dir,
                                                                 tmp_path, capsys):
-    from etils import epath
     from csra_jax import predict
     from csra_jax.run import checksums
     from csra_jax.run.paths import RunDir, as_path
