@@ -29,7 +29,7 @@ def get_config():
     c.eval_batch_size = 96
     c.num_epochs = 8
     # From scratch, SGD (lr 0.01-0.3) sits at the label prior for the first epochs;
-    # AdamW leaves it within the first epoch (bench/RESULTS.md, "Third round").
+    # AdamW leaves it sooner: 53.5 vs 36.7 mAP at epoch 4 (bench/RESULTS.md, "Third round").
     c.optim.name = "adamw"
     c.optim.lr_backbone = 1e-3  # from scratch: the whole net learns at the head's rate
     c.optim.lr_head = 1e-3
