@@ -13,7 +13,7 @@ import ml_collections
 
 from csra_jax.models.from_config import check_head_config
 from csra_jax.models.registry import (available_archs, available_heads, backbone_spec,
-                                      head_spec)
+                                      config_defaults, head_spec)
 from csra_jax.tasks import TASKS
 
 MODES = ("train", "evaluate", "train_and_evaluate", "lambda_sweep")
@@ -46,6 +46,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.drop_path_rate = 0.0   # ViT and EfficientNet (torchvision trains B3 with 0.2)
     c.model.remat = False          # rematerialise blocks (memory for compute)
     c.model.conv_impl = "auto"     # ResNet 1x1 convs: "gemm" (CPU), "xla" (GPU/TPU), "auto"
+    for field, default in config_defaults().items():  # a model file's own options
+        if field not in c.model:
+            c.model[field] = default
     c.dtype = "float32"            # compute dtype; params stay float32
 
     # Pretrained weights: a .pth/.safetensors file (converted on the fly) or a directory

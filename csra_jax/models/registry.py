@@ -31,6 +31,8 @@ class BackboneSpec:
       tiny: settings of a test-sized member, built by the name ``family + "_tiny"``.
       options: the keyword options ``create_model`` passes on to the module.
       config_fields: option -> the ``config.model`` field it is read from.
+      config_defaults: ``config.model`` fields this family adds to ``base_config()`` (name
+        -> default), for options no other model has.
       normalization: the input normalisation its weights expect (a name of
         ``csra_jax.data.transforms.NORMALIZATIONS``).
       stage_strides: settings -> strides of the ``return_stages`` maps (the last one is
@@ -54,6 +56,7 @@ class BackboneSpec:
     options: Tuple[str, ...] = ("remat",)
     config_fields: Mapping[str, str] = dataclasses.field(
         default_factory=lambda: {"remat": "remat"})
+    config_defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     normalization: str = "resnet"
     stage_strides: Callable[[Mapping[str, Any]], Tuple[int, ...]] = lambda s: (4, 8, 16, 32)
     input_multiple: int = 1
@@ -82,6 +85,7 @@ class HeadSpec:
       build: returns the module; raises ValueError on arguments it cannot take.
       options: the keyword options ``create_model`` passes to ``build``.
       config_fields: option -> the ``config.model`` field it is read from.
+      config_defaults: ``config.model`` fields this head adds to ``base_config()``.
       config_options: ``config -> dict`` of options derived from other fields (e.g. the
         task); optional.
       reads_stages: the head takes the backbone's stage maps, not only the last one.
@@ -94,6 +98,7 @@ class HeadSpec:
     build: Callable[..., Any]
     options: Tuple[str, ...] = ()
     config_fields: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    config_defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     config_options: Optional[Callable[[Any], Dict[str, Any]]] = None
     reads_stages: bool = False
     sweepable: bool = False
@@ -179,6 +184,19 @@ def spec_of(backbone) -> BackboneSpec:
             return spec
     raise ValueError(f"{type(backbone).__name__} is not a registered backbone; register it "
                      "with csra_jax.models.registry.register_backbone.")
+
+
+def config_defaults() -> Dict[str, Any]:
+    """The ``config.model`` fields the registered backbones and heads declare for
+    themselves; one field declared with two different defaults is an error."""
+    out: Dict[str, Any] = {}
+    for spec in [*families().values(), *heads().values()]:
+        for field, default in spec.config_defaults.items():
+            if field in out and out[field] != default:
+                raise ValueError(f"config.model.{field}: two registered models declare "
+                                 f"different defaults ({out[field]!r}, {default!r}).")
+            out[field] = default
+    return out
 
 
 def options_from_config(fields: Mapping[str, str], model_config) -> Dict[str, Any]:

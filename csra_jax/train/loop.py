@@ -14,22 +14,21 @@ import time
 import jax
 import ml_collections
 import numpy as np
-from etils import epath
-from jax.experimental import multihost_utils
 
-from csra_jax import data as data_lib
 from csra_jax.data.iterator_state import WorkerCountRestore
 from csra_jax.run.class_names import save_class_names
 from csra_jax.run.paths import RunDir
 from csra_jax.tasks import get_task
 from csra_jax.train import disk_space
+from csra_jax.train.data_setup import (eval_iterator, prepare_dataset, steps_per_epoch,
+                                      train_iterator)
 from csra_jax.train import evaluate as eval_lib
 from csra_jax.train import resume_check
 from csra_jax.run.checkpoints import Checkpoints
 from csra_jax.config import validate_config
 from csra_jax.train.metric_writer import MetricWriter
+from csra_jax.train.multihost import lock_workdir, on_main_then_share
 from csra_jax.train.optimizer import create_optimizer
-from csra_jax.run.lock import RunLock, WorkdirLockedError
 from csra_jax.train.stall import StallDetector
 from csra_jax.train.state import (abstract_train_state, create_train_state, model_from_config,
                                   state_variables)
@@ -55,65 +54,6 @@ def setup_compilation_cache(config) -> None:
     if cache:
         jax.config.update("jax_compilation_cache_dir", cache)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-
-
-def prepare_dataset(config) -> data_lib.DatasetInfo:
-    """Dataset info (class names, splits); builds the dataset first if asked to."""
-    d = config.data
-    data_dir = os.path.expanduser(d.data_dir)
-    builder_config = d.builder_config or None
-    try:
-        return data_lib.get_dataset_info(d.name, data_dir, builder_config)
-    except data_lib.DataError:
-        if not d.build_if_missing:
-            raise
-    if _is_main():
-        kwargs = dict(d.build_kwargs)
-        if builder_config:
-            kwargs.setdefault("config_name", builder_config)
-        _print(f"building dataset {d.name} in {data_dir} ...")
-        from csra_jax.data.build import build_cleanly
-        build_cleanly(d.name, data_dir, os.path.expanduser(d.manual_dir) or None, **kwargs)
-    if jax.process_count() > 1:
-        multihost_utils.sync_global_devices("dataset_built")
-    return data_lib.get_dataset_info(d.name, data_dir, builder_config)
-
-
-def _data_kwargs(config, info, mesh, train: bool) -> dict:
-    """The iterators' arguments; what each image becomes is the config's ``InputSpec``."""
-    d = config.data
-    spec = data_lib.InputSpec.from_config(d)
-    return dict(name=d.name, data_dir=os.path.expanduser(d.data_dir),
-                spec=spec if train else spec.for_eval(),
-                split=(d.train_split or info.train_split) if train else
-                (d.eval_split or info.eval_split),
-                config=d.builder_config or None,
-                global_batch_size=config.batch_size if train else config.eval_batch_size,
-                num_workers=d.num_workers, read_threads=d.read_threads, mesh=mesh)
-
-
-def train_iterator(config, info, mesh):
-    return data_lib.create_train_iterator(**_data_kwargs(config, info, mesh, True),
-                                          seed=config.seed)
-
-
-def eval_iterator(config, info, mesh, with_ids=True):
-    return data_lib.create_eval_iterator(**_data_kwargs(config, info, mesh, False),
-                                         with_ids=with_ids)
-
-
-def steps_per_epoch(config, info) -> int:
-    if config.steps_per_epoch > 0:
-        return config.steps_per_epoch
-    builder = data_lib.load_builder(info.name, os.path.expanduser(config.data.data_dir),
-                                    config.data.builder_config or None)
-    split = config.data.train_split or info.train_split
-    n = builder.info.splits[split].num_examples
-    steps = n // config.batch_size
-    if steps < 1:
-        raise ValueError(f"invalid config: batch_size={config.batch_size} is larger than the "
-                         f"{n} examples of {info.name}/{split}")
-    return steps
 
 
 class _Preemption:
@@ -146,7 +86,7 @@ class Experiment:
         self.run_dir = RunDir(workdir)  # a local path or gs://
         self.workdir = str(self.run_dir)
         disk_space.quiet_disk_full_logs()
-        self.lock = _lock_workdir(self.workdir)
+        self.lock = lock_workdir(self.workdir)
         try:
             self._setup()
         except BaseException:
@@ -166,7 +106,7 @@ class Experiment:
             # evaluation never replaces the record of the run it evaluates.
             if training or not self.run_dir.config.exists():
                 resume_check.write_run_config(self.workdir, config)
-        _on_main_then_share(check_and_record, ValueError,
+        on_main_then_share(check_and_record, ValueError,
                             "process 0 refused to resume this workdir with this config")
         self.mesh = make_mesh()
         self.info = prepare_dataset(config)
@@ -406,44 +346,6 @@ class Experiment:
             self.writer.close()
         finally:
             self.lock.release()
-
-
-def _has_steps(workdir: str) -> bool:
-    """Whether the workdir holds a saved step (checkpoints/<n> or best/<n>)."""
-    return RunDir(workdir).has_steps()
-
-
-class _NoLock:
-    def release(self):
-        pass
-
-
-def _on_main_then_share(fn, error_type, others_message: str):
-    """Runs ``fn`` on process 0 only; if it raises, every other process raises
-    ``error_type(others_message)`` instead of waiting for process 0 in a collective."""
-    result, error = None, None
-    if _is_main():
-        try:
-            result = fn()
-        except Exception as e:  # pylint: disable=broad-except
-            error = e
-    if jax.process_count() > 1:
-        failed = int(multihost_utils.broadcast_one_to_all(np.int32(error is not None)))
-        if failed and error is None:
-            error = error_type(f"{others_message} (process 0's output says why).")
-    if error is not None:
-        raise error
-    return result
-
-
-def _lock_workdir(workdir: str):
-    """Process 0 takes ``workdir/run.lock``; the other processes learn whether it did."""
-    def take():
-        epath.Path(workdir).mkdir(parents=True, exist_ok=True)
-        return RunLock(workdir).acquire()
-    lock = _on_main_then_share(take, WorkdirLockedError,
-                               f"process 0 could not lock the workdir {workdir}")
-    return lock if lock is not None else _NoLock()
 
 
 def _progress_bar(epoch, num_epochs, initial, total):

@@ -9,7 +9,7 @@ import pytest
 from csra_jax import data
 from csra_jax.config import base_config
 from csra_jax.data import registry
-from csra_jax.train.loop import prepare_dataset
+from csra_jax.train.data_setup import prepare_dataset
 
 
 def test_unknown_build_option_names_itself_and_the_valid_ones(tmp_path):

@@ -68,11 +68,11 @@ def test_config_validation_names_the_data_field(field, value, message):
 
 
 def test_the_trainer_builds_one_spec_from_the_config_and_evaluates_without_draft():
-    from csra_jax.train import loop
+    from csra_jax.train import data_setup
     c = base_config()
     c.data.image_size, c.data.normalization, c.data.draft = 64, "vit", True
     c.data.crop_scale, c.data.hflip, c.data.randaugment = (0.3, 0.9), False, "rand-m9-n2"
     info = data.get_dataset_info("synthetic_shapes")
-    train = loop._data_kwargs(c, info, None, True)["spec"]
+    train = data_setup.data_kwargs(c, info, None, True)["spec"]
     assert train == InputSpec(64, "vit", (0.3, 0.9), hflip=False, randaugment=(2, 9), draft=True)
-    assert loop._data_kwargs(c, info, None, False)["spec"] == dataclasses.replace(train, draft=False)
+    assert data_setup.data_kwargs(c, info, None, False)["spec"] == dataclasses.replace(train, draft=False)

@@ -82,3 +82,54 @@ def test_unknown_names_say_what_is_registered():
         registry.backbone_spec("two_conv")
     with pytest.raises(ValueError, match="unknown head 'max'; valid: csra, gap, attend_rectify"):
         registry.head_spec("max")
+
+
+SCALED_HEAD = '''
+import flax.linen as nn
+import jax.numpy as jnp
+
+from csra_jax.models.head import ClassMaps, Head, min_max_per_class
+from csra_jax.models.registry import HeadSpec, register_head
+
+
+class ScaledHead(Head):
+    num_classes: int
+    scale: float = 1.0
+
+    @nn.compact
+    def __call__(self, x, train: bool = False, with_maps: bool = False):
+        scores = self.scale * nn.Dense(self.num_classes, name="fc")(x)
+        logits = scores.mean(axis=(1, 2))
+        return (logits, ClassMaps(scores, min_max_per_class(scores))) if with_maps else logits
+
+
+register_head(HeadSpec(
+    name="scaled", module=ScaledHead,
+    build=lambda num_classes, num_heads, lam, dtype, param_dtype, scale: ScaledHead(
+        num_classes, scale=scale),
+    options=("scale",), config_fields={"scale": "scaled_head_scale"},
+    config_defaults={"scaled_head_scale": 2.0}))
+'''
+
+
+def test_a_head_option_gets_its_config_field_from_the_heads_own_file(tmp_path, monkeypatch):
+    """A head with an option of its own declares the config field and its default in its
+    spec; base_config() has it, and an override reaches the module."""
+    registry.families()
+    (tmp_path / "scaled_head.py").write_text(SCALED_HEAD)
+    monkeypatch.setattr(csra_jax.models, "__path__", [*csra_jax.models.__path__, str(tmp_path)])
+    monkeypatch.setattr(registry, "_BACKBONES", dict(registry._BACKBONES))
+    monkeypatch.setattr(registry, "_HEADS", dict(registry._HEADS))
+    monkeypatch.setattr(registry, "_loaded", set(registry._loaded))
+    try:
+        from csra_jax.config import base_config, validate_config
+        from csra_jax.models.from_config import model_from_config
+        config = base_config()
+        assert config.model.scaled_head_scale == 2.0
+        config.model.arch, config.model.head, config.data.image_size = "small_cnn", "scaled", 32
+        config.require_pretrained = False
+        config.model.scaled_head_scale = 0.5
+        validate_config(config, 1, 1)
+        assert model_from_config(config, 3).head.scale == 0.5
+    finally:
+        sys.modules.pop("csra_jax.models.scaled_head", None)

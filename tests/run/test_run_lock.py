@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from csra_jax.train import loop
+from csra_jax.train import multihost
 from csra_jax.train.run_lock import LOCK_FILE, RunLock, WorkdirLockedError
 
 from repo_root import ROOT
@@ -87,12 +87,12 @@ def test_lock_file_without_flock_refuses_live_or_foreign_holders(tmp_path):
 
 
 def test_only_process_0_takes_the_lock(tmp_path, monkeypatch):
-    monkeypatch.setattr(loop, "_is_main", lambda: False)
-    lock = loop._lock_workdir(str(tmp_path))
+    monkeypatch.setattr(multihost, "_is_main", lambda: False)
+    lock = multihost.lock_workdir(str(tmp_path))
     assert not (tmp_path / LOCK_FILE).exists()
     lock.release()
-    monkeypatch.setattr(loop, "_is_main", lambda: True)
-    lock = loop._lock_workdir(str(tmp_path))
+    monkeypatch.setattr(multihost, "_is_main", lambda: True)
+    lock = multihost.lock_workdir(str(tmp_path))
     assert (tmp_path / LOCK_FILE).exists()
     second = subprocess.run(
         [sys.executable, "-c", "import sys\nfrom csra_jax.train.run_lock import RunLock\n"
