@@ -33,6 +33,9 @@ ALLOWABLE = (
     "num_epochs", "eval_every_epochs", "dtype", "optim", "data.crop_scale", "data.hflip",
     "data.randaugment", "data.eval_split",
 )
+# Under an ALLOWABLE prefix but never changeable: the saved optimizer state has another
+# structure (SGD's momentum is not AdamW's two moments), so it cannot be restored.
+REFUSED = ("optim.name",)
 # Fields an evaluation of the saved weights depends on (evaluate / lambda_sweep modes).
 MODEL = ("task", "model", "data.name", "data.builder_config", "data.image_size",
          "data.normalization")
@@ -83,7 +86,7 @@ def check_resume(workdir, config, training: bool) -> List[str]:
     for field, old, new in changes:
         if _under(field, FREE) or (not training and not _under(field, MODEL)):
             continue
-        if _under(field, ALLOWABLE) and training:
+        if _under(field, ALLOWABLE) and training and not _under(field, REFUSED):
             (accepted if _under(field, allowed) else needs_flag).append(field)
         else:
             blocked.append(field)

@@ -116,3 +116,14 @@ def test_free_fields_and_evaluation_settings_pass(tmp_path, data_dir, cache_dir)
     with pytest.raises(ValueError, match="model.num_heads 2 -> 4"):
         check_resume(str(tmp_path), _config(data_dir, cache_dir, **{"model.num_heads": 4}),
                      training=False)
+
+
+def test_another_optimizer_is_refused_even_when_optim_changes_are_allowed(tmp_path, data_dir,
+                                                                          cache_dir):
+    write_run_config(str(tmp_path), _config(data_dir, cache_dir))
+    other = _config(data_dir, cache_dir, allow_config_change="optim",
+                    **{"optim.name": "adamw", "optim.lr_head": 0.01})
+    with pytest.raises(ValueError, match=r'optim.name "sgd" -> "adamw" change the model, the '
+                                         r"data or the schedule of the saved run") as e:
+        check_resume(str(tmp_path), other, training=True)
+    assert "optim.lr_head" not in str(e.value)  # allowed, so not listed
