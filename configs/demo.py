@@ -3,10 +3,10 @@ r"""Demo: a small CNN + CSRA trained from scratch on the embedded synthetic_shap
     python -m csra_jax.main --config configs/demo.py --workdir /tmp/csra_demo
 
 No download: the dataset (10 shape classes, 1-4 small objects per 128 px image) is
-generated on first use into data.data_dir. Trains and evaluates in about 4-5 minutes on
+generated on first use into data.data_dir. Trains and evaluates in about 4 minutes on
 a 2-core CPU. Measured test mAP after 8 epochs: 73.9 (seed 0) / 67.9 (seed 1), against
-44.8 / 42.9 for configs/demo_gap.py (same budget, GAP head); 4.2-5.3 min of wall time
-with the 2 cores shared (load average 1.9-5.1). The earlier SGD recipe (lr 0.1) gave
+44.8 / 42.9 for configs/demo_gap.py (same budget, GAP head); 4.2 / 3.8 min of wall time
+on the idle machine, dataset generation included. The earlier SGD recipe (lr 0.1) gave
 44.4 / 43.5 vs 35.5 / 35.7. Not a paper row.
 """
 
