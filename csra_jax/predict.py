@@ -26,14 +26,7 @@ import numpy as np
 
 from csra_jax import cli_args
 from csra_jax.cli_checks import snake_case_config_field
-
-
-def _normalizations():
-    """The input normalisations by name, with any a registered backbone adds."""
-    from csra_jax.data.transforms import NORMALIZATIONS
-    from csra_jax.models.registry import families
-    families()
-    return NORMALIZATIONS
+from csra_jax.data.transforms import NORMALIZATIONS
 
 
 def _split_config_overrides(argv: List[str]) -> Tuple[List[str], List[str]]:
@@ -70,7 +63,7 @@ def parse_args(argv: List[str]):
     p.add_argument("--attention_dir", help="write attention overlays and a grid per image here")
     p.add_argument("--batch_size", type=int, default=16)
     p.add_argument("--image_size", type=int, help="override the model's resolution")
-    p.add_argument("--normalization", choices=sorted(_normalizations()),
+    p.add_argument("--normalization", choices=sorted(NORMALIZATIONS),
                    help="override the input normalisation")
     p.add_argument("--which", choices=("best", "latest"), default="best",
                    help="with --workdir: the best (default) or the latest checkpoint")

@@ -10,6 +10,7 @@ import jax
 from jax.experimental import multihost_utils
 
 from csra_jax import data as data_lib
+from csra_jax.train.multihost import is_main
 
 
 def prepare_dataset(config) -> data_lib.DatasetInfo:
@@ -22,7 +23,7 @@ def prepare_dataset(config) -> data_lib.DatasetInfo:
     except data_lib.DataError:
         if not d.build_if_missing:
             raise
-    if jax.process_index() == 0:
+    if is_main():
         kwargs = dict(d.build_kwargs)
         if builder_config:
             kwargs.setdefault("config_name", builder_config)

@@ -27,7 +27,7 @@ from csra_jax.train import resume_check
 from csra_jax.run.checkpoints import Checkpoints
 from csra_jax.config import validate_config
 from csra_jax.train.metric_writer import MetricWriter
-from csra_jax.train.multihost import lock_workdir, on_main_then_share
+from csra_jax.train.multihost import is_main, lock_workdir, on_main_then_share
 from csra_jax.train.optimizer import create_optimizer
 from csra_jax.train.stall import StallDetector
 from csra_jax.train.state import (abstract_train_state, create_train_state, model_from_config,
@@ -40,12 +40,8 @@ class NonFiniteLossError(RuntimeError):
     pass
 
 
-def _is_main() -> bool:
-    return jax.process_index() == 0
-
-
 def _print(msg: str) -> None:
-    if _is_main():
+    if is_main():
         print(msg, flush=True)
 
 
@@ -112,7 +108,7 @@ class Experiment:
         self.info = prepare_dataset(config)
         self.class_names = tuple(self.info.class_names)
         self.task = get_task(config.task)
-        if _is_main() and (training or not self.run_dir.class_names.exists()):
+        if is_main() and (training or not self.run_dir.class_names.exists()):
             save_class_names(self.workdir, self.class_names)  # predict needs no dataset
         self.model = model_from_config(config, len(self.class_names))
         accum = config.grad_accum_steps
@@ -161,7 +157,7 @@ class Experiment:
             raise RuntimeError(f"evaluated {len(results['index'])} examples, the split has "
                                f"{it.num_examples}.")
         elapsed = time.time() - start
-        if not _is_main():
+        if not is_main():
             return {}
         out_dir = self.run_dir.eval
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -349,7 +345,7 @@ class Experiment:
 
 
 def _progress_bar(epoch, num_epochs, initial, total):
-    if not _is_main():
+    if not is_main():
         return None
     from tqdm import tqdm
     return tqdm(total=total, initial=initial, desc=f"epoch {epoch + 1}/{num_epochs}",

@@ -11,7 +11,8 @@ from jax.experimental import multihost_utils
 from csra_jax.run.lock import RunLock, WorkdirLockedError
 
 
-def _is_main() -> bool:
+def is_main() -> bool:
+    """Whether this is process 0 (the one that writes, prints and locks)."""
     return jax.process_index() == 0
 
 
@@ -24,7 +25,7 @@ def on_main_then_share(fn, error_type, others_message: str):
     """Runs ``fn`` on process 0 only; if it raises, every other process raises
     ``error_type(others_message)`` instead of waiting for process 0 in a collective."""
     result, error = None, None
-    if _is_main():
+    if is_main():
         try:
             result = fn()
         except Exception as e:  # pylint: disable=broad-except

@@ -87,11 +87,11 @@ def test_lock_file_without_flock_refuses_live_or_foreign_holders(tmp_path):
 
 
 def test_only_process_0_takes_the_lock(tmp_path, monkeypatch):
-    monkeypatch.setattr(multihost, "_is_main", lambda: False)
+    monkeypatch.setattr(multihost, "is_main", lambda: False)
     lock = multihost.lock_workdir(str(tmp_path))
     assert not (tmp_path / LOCK_FILE).exists()
     lock.release()
-    monkeypatch.setattr(multihost, "_is_main", lambda: True)
+    monkeypatch.setattr(multihost, "is_main", lambda: True)
     lock = multihost.lock_workdir(str(tmp_path))
     assert (tmp_path / LOCK_FILE).exists()
     second = subprocess.run(
