@@ -17,7 +17,6 @@ process CPU time (user + system, all threads) and the 1-minute load average at t
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 import resource
@@ -63,6 +62,7 @@ def _read_jsonl(path: str) -> list:
 
 def run_cell(args, variant: str, head: str) -> dict:
     from csra_jax.config import sibling_config
+    from csra_jax.run.paths import RunDir
     from csra_jax.train.loop import run
     from csra_jax.train.stall import prior_entropy
     config = sibling_config(os.path.join(_ROOT, "configs", "x.py"), args.config)
@@ -86,8 +86,7 @@ def run_cell(args, variant: str, head: str) -> dict:
     wall, cpu = time.time() - start, _cpu_s() - cpu0
     records = _read_jsonl(os.path.join(workdir, "metrics.jsonl"))
     train = [r for r in records if "train/loss" in r]
-    preds = sorted(glob.glob(os.path.join(workdir, "eval", "predictions_step*.npz")))[-1]
-    p = np.load(preds)
+    p = np.load(RunDir(workdir).predictions(out["step"]))  # the final evaluation's file
     logits, labels = p["logits"], p["labels"]
     # the first logged loss after one epoch of the 2,000-image sets
     epoch1 = next((r["train/loss"] for r in train if r["step"] >= 2000 // config.batch_size), None)
