@@ -3,11 +3,12 @@ over shifted input windows, the input gradient as a forward convolution with the
 kernel.
 
 XLA derives a convolution's backward pass itself (a weight-gradient convolution that
-contracts over batch and space, and an input-gradient convolution); on CPU these run below
-its GEMM path. Here the weight gradient is ``sum_ij window_ij(x)^T @ g``, one
-(C_in x B*H*W) @ (B*H*W x C_out) GEMM per kernel tap, accumulated over batch tiles of
-``batch_tile`` images so no im2col buffer bigger than one tile's windows is live. The
-forward pass is XLA's own convolution, so outputs are bit-identical to ``nn.Conv``.
+contracts over batch and space, with the batch as its innermost, contiguous axis, and an
+input-gradient convolution); on CPU the weight-gradient one runs far below its GEMM path.
+Here the weight gradient is ``sum_ij window_ij(x)^T @ g``, one (C_in x b*H*W) @
+(b*H*W x C_out) GEMM per kernel tap, accumulated by a ``lax.scan`` over batch tiles of
+``batch_tile`` images, so only one tile's windows are live at a time. The forward pass is
+XLA's own convolution, so outputs are bit-identical to ``nn.Conv``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def _forward(x, w, stride, pad):
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
-def conv2d_gemm_vjp(x, w, stride: int, pad: int, batch_tile: int = 4):
+def conv2d_gemm_vjp(x, w, stride: int, pad: int, batch_tile: int = 2):
     """NHWC x HWIO convolution, symmetric padding ``pad``, no bias."""
     return _forward(x, w, stride, pad)
 
@@ -38,19 +39,35 @@ def _fwd(x, w, stride, pad, batch_tile):
     return _forward(x, w, stride, pad), (x, w)
 
 
+def _tile_weight_grad(xt, gt, kh, kw, stride, span_h, span_w):
+    """One batch tile's ``dw[i, j] = window_ij(xt)^T @ gt``: a GEMM per kernel tap."""
+    cin, cout = xt.shape[-1], gt.shape[-1]
+    gt = gt.reshape(-1, cout)
+    taps = [lax.dot_general(
+        xt[:, i:i + span_h:stride, j:j + span_w:stride, :].reshape(-1, cin), gt,
+        (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32)
+        for i in range(kh) for j in range(kw)]
+    return jnp.stack(taps).reshape(kh, kw, cin, cout)
+
+
 def _weight_grad(x, g, kh, kw, stride, pad, batch_tile):
     b, ho, wo, cout = g.shape
     cin = x.shape[-1]
     xp = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
     span_h, span_w = stride * (ho - 1) + 1, stride * (wo - 1) + 1
-    dw = jnp.zeros((kh, kw, cin, cout), jnp.float32)
-    for t in range(0, b, batch_tile):
-        xt, gt = xp[t:t + batch_tile], g[t:t + batch_tile].reshape(-1, cout)
-        taps = [lax.dot_general(
-            xt[:, i:i + span_h:stride, j:j + span_w:stride, :].reshape(-1, cin), gt,
-            (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32)
-            for i in range(kh) for j in range(kw)]
-        dw = dw + jnp.stack(taps).reshape(kh, kw, cin, cout)
+    tile_grad = functools.partial(_tile_weight_grad, kh=kh, kw=kw, stride=stride,
+                                  span_h=span_h, span_w=span_w)
+    # A scan, not a Python loop over the tiles: XLA then runs the tiles one after the
+    # other on one tile's windows (bounded memory, cache reuse) instead of scheduling
+    # every tile's window copies at once.
+    tile = max(1, min(batch_tile, b))
+    n = b // tile
+    body = lambda acc, xg: (acc + tile_grad(*xg), None)
+    dw, _ = lax.scan(body, jnp.zeros((kh, kw, cin, cout), jnp.float32),
+                     (xp[:n * tile].reshape(n, tile, *xp.shape[1:]),
+                      g[:n * tile].reshape(n, tile, *g.shape[1:])))
+    if n * tile < b:  # the ragged last tile
+        dw = dw + tile_grad(xp[n * tile:], g[n * tile:])
     return dw
 
 
@@ -82,7 +99,7 @@ class ConvGemmVJP(nn.Module):
     kernel_size: int
     stride: int = 1
     pad: int = 0
-    batch_tile: int = 4
+    batch_tile: int = 2
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
     kernel_init: Callable = nn.initializers.lecun_normal()
