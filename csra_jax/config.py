@@ -45,7 +45,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.drop_rate = 0.0        # ViT only
     c.model.drop_path_rate = 0.0   # ViT and EfficientNet (torchvision trains B3 with 0.2)
     c.model.remat = False          # rematerialise blocks (memory for compute)
-    c.model.conv_impl = "auto"     # ResNet 1x1 convs: "gemm" (CPU), "xla" (GPU/TPU), "auto"
+    c.model.conv_impl = "auto"     # ResNet/small_cnn convs: "gemm_vjp" (CPU), "xla" (GPU/TPU), "gemm"
     for field, default in config_defaults().items():  # a model file's own options
         if field not in c.model:
             c.model[field] = default

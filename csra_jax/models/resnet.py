@@ -4,16 +4,18 @@ Submodule names mirror torchvision's state_dict (``layer1_0/conv1`` <-> ``layer1
 ``downsample_0`` <-> ``downsample.0``) so the converter is a short rule table. Padding is
 explicit and symmetric, as PyTorch pads (Flax's 'SAME' pads asymmetrically for stride 2).
 
-``conv_impl`` picks how the 1x1 convolutions (about 70% of a bottleneck ResNet's FLOPs)
-are lowered: ``"xla"`` as ``lax.conv_general_dilated``; ``"gemm"`` as a ``dot_general``
-over the channel axis (strided 1x1: slice, then dot), which XLA's CPU backend runs
-through its GEMM path, 1.3-3x faster than its 1x1 convolutions, forward and backward;
-``"auto"`` (default) is ``"gemm"`` on CPU and ``"xla"`` elsewhere (cuDNN / TPU
-convolutions are already GEMM-speed). The 3x3 and 7x7 convolutions stay XLA convs (an
-im2col + dot was slower on CPU). Parameters are identical either way: a ``kernel`` of
-shape (1, 1, in, out) under the same module name. ``"gemm_vjp"`` (opt-in, not chosen by
-``"auto"``) also writes out the 3x3/7x7 backward pass (``csra_jax.models.conv``); on a
-2-core CPU it measured no faster than XLA's own.
+``conv_impl`` picks how the convolutions are lowered: ``"xla"``: all as
+``lax.conv_general_dilated``; ``"gemm"``: the 1x1 convolutions (about 70% of a bottleneck
+ResNet's FLOPs) as a ``dot_general`` over the channel axis (strided 1x1: slice, then dot),
+which XLA's CPU backend runs through its GEMM path, 1.3-3x faster than its 1x1
+convolutions, forward and backward; ``"gemm_vjp"``: as ``"gemm"``, and the 3x3/7x7
+convolutions' weight gradient written out as per-tap GEMMs scanned over batch tiles
+(``csra_jax.models.conv``; XLA's CPU weight-gradient convolution runs far below its
+forward speed, ``bench/conv_backward.py``). ``"auto"`` (default) is ``"gemm_vjp"`` on a single CPU device, ``"gemm"``
+on several CPU devices, and ``"xla"`` on GPU/TPU (cuDNN / TPU convolutions are already
+GEMM-speed). The 3x3/7x7 forward is XLA's convolution in every choice; the 1x1-as-dot
+and the written-out gradients differ from XLA's by float rounding only. Parameters are identical: a ``kernel`` of shape
+(k, k, in, out) under the same module name.
 """
 
 from __future__ import annotations
@@ -48,7 +50,11 @@ def resolve_conv_impl(conv_impl: str) -> str:
     if conv_impl not in CONV_IMPLS:
         raise ValueError(f"conv_impl={conv_impl!r}; valid: {', '.join(CONV_IMPLS)}")
     if conv_impl == "auto":
-        return "gemm" if jax.default_backend() == "cpu" else "xla"
+        if jax.default_backend() != "cpu":
+            return "xla"
+        # The written-out backward scans over batch tiles; over a batch sharded across
+        # several CPU devices that scan would gather the batch, so it is single-device only.
+        return "gemm_vjp" if jax.device_count() == 1 else "gemm"
     return conv_impl
 
 
@@ -142,7 +148,8 @@ class ResNet(nn.Module):
       block: "basic" or "bottleneck".
       layers: blocks per stage.
       remat: rematerialise each block in the backward pass (saves activation memory).
-      conv_impl: "auto" | "xla" | "gemm", how 1x1 convolutions are lowered (see above).
+      conv_impl: "auto" | "xla" | "gemm" | "gemm_vjp", how convolutions are lowered
+        (see above).
       return_stages: also return the outputs of layer1..layer4 (for heads that attend to
         intermediate depths); the default path returns only the last map.
     """

@@ -1,5 +1,6 @@
-"""ResNet 1x1 convolutions as GEMMs (``conv_impl="gemm"``, the CPU default) vs XLA convs:
-same parameters, same outputs and gradients, both equal to torchvision."""
+"""ResNet convolutions as GEMMs (``conv_impl="gemm"``: 1x1 as dots; ``"gemm_vjp"``, the
+single-CPU default: also the 3x3/7x7 weight gradients) vs XLA convs: same parameters,
+same outputs and gradients, all equal to torchvision."""
 
 import jax
 import jax.numpy as jnp
@@ -21,15 +22,16 @@ def _images(size, batch=2, seed=0):
 
 
 def test_auto_resolves_by_backend_and_rejects_unknown():
+    cpu = "gemm_vjp" if jax.device_count() == 1 else "gemm"
     assert resnet_lib.resolve_conv_impl("auto") == (
-        "gemm" if jax.default_backend() == "cpu" else "xla")
+        cpu if jax.default_backend() == "cpu" else "xla")
     assert resnet_lib.resolve_conv_impl("xla") == "xla"
     with pytest.raises(ValueError, match="conv_impl"):
         create_model("resnet18", 5, img_size=32, conv_impl="winograd").init(
             jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
 
 
-@pytest.mark.parametrize("conv_impl", ["xla", "gemm"])
+@pytest.mark.parametrize("conv_impl", ["xla", "gemm", "gemm_vjp"])
 def test_each_conv_impl_matches_torchvision(conv_impl):
     """resnet50 (bottleneck 1x1s and strided 1x1 downsamples) in eval and train mode."""
     torch.manual_seed(0)
@@ -45,13 +47,14 @@ def test_each_conv_impl_matches_torchvision(conv_impl):
     assert max_rel_diff(logits, logits_train) <= TOL
 
 
-def test_gemm_and_xla_share_params_and_gradients():
+def test_gemm_impls_and_xla_share_params_and_gradients():
     images = jnp.asarray(_images(64, batch=4, seed=1))
     models = {i: create_model("resnet50", 7, num_heads=2, lam=0.3, img_size=64, conv_impl=i)
-              for i in ("xla", "gemm")}
+              for i in ("xla", "gemm", "gemm_vjp")}
     shapes = {i: jax.tree.map(jnp.shape, jax.eval_shape(m.init, jax.random.key(0), images))
               for i, m in models.items()}
-    assert shapes["xla"] == shapes["gemm"]  # names and shapes: converters work for both
+    # names and shapes: converters work for all
+    assert shapes["xla"] == shapes["gemm"] == shapes["gemm_vjp"]
     variables = jax.jit(models["xla"].init)(jax.random.key(0), images)
 
     # Gradients with frozen BN statistics: train-mode gradients of this tiny config
@@ -63,6 +66,7 @@ def test_gemm_and_xla_share_params_and_gradients():
                                                            images)))
         return jax.jit(jax.grad(loss))(variables["params"])
 
-    g_xla, g_gemm = grads(models["xla"]), grads(models["gemm"])
-    for a, b in zip(jax.tree.leaves(g_xla), jax.tree.leaves(g_gemm)):
-        assert max_rel_diff(b, a) <= 1e-4
+    g_xla = jax.tree.leaves(grads(models["xla"]))
+    for impl in ("gemm", "gemm_vjp"):
+        for a, b in zip(g_xla, jax.tree.leaves(grads(models[impl]))):
+            assert max_rel_diff(b, a) <= 1e-4, impl
