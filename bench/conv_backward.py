@@ -2,10 +2,13 @@
 (weight gradient as per-tap GEMMs tiled over the batch), on resnet101@448 batch-4 shapes.
 
   python bench/conv_backward.py --rounds 8
+  python bench/conv_backward.py --parts --shapes small_cnn   # XLA's fwd / dx / dw apart
 
 One process, calls interleaved round-robin (start rotates each round); prints the median
 time of ``jax.grad`` of sum(conv(x, w)^2) w.r.t. (x, w), the median per-round ratio to
-XLA's, and the largest gradient difference relative to XLA's.
+XLA's, and the largest gradient difference relative to XLA's. ``--parts`` instead times
+XLA's forward, its input gradient alone and its weight gradient alone (each from a
+fixed cotangent) and prints their GFLOP/s.
 """
 
 from __future__ import annotations
@@ -21,8 +24,14 @@ from jax import lax
 from csra_jax.models.conv import conv2d_gemm_vjp
 
 # (batch, H, W, C_in, C_out, stride): the 3x3 convs of resnet101's four stages at 448.
-SHAPES = [(4, 112, 112, 64, 64, 1), (4, 112, 112, 128, 128, 2), (4, 56, 56, 128, 128, 1),
-          (4, 28, 28, 256, 256, 1), (4, 14, 14, 512, 512, 1)]
+SHAPES = {
+    "resnet101": [(4, 112, 112, 64, 64, 1), (4, 112, 112, 128, 128, 2),
+                  (4, 56, 56, 128, 128, 1), (4, 28, 28, 256, 256, 1), (4, 14, 14, 512, 512, 1)],
+    # the demo's small_cnn at 128 px, batch 32 (its stem: 3 -> 32 channels, stride 2)
+    "small_cnn": [(32, 128, 128, 3, 32, 2), (32, 64, 64, 32, 32, 1), (32, 32, 32, 32, 64, 1),
+                  (32, 32, 32, 64, 64, 1), (32, 16, 16, 64, 128, 1),
+                  (32, 16, 16, 128, 128, 1)],
+}
 
 
 def xla_conv(x, w, stride, pad):
@@ -30,18 +39,56 @@ def xla_conv(x, w, stride, pad):
                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
+def interleaved(fns, args, rounds):
+    """Median seconds per call and per-round times of each fn, round-robin."""
+    ts = {k: [] for k in fns}
+    names = list(fns)
+    for f in fns.values():  # compile + warm
+        jax.block_until_ready(f(*args))
+    for r in range(rounds):
+        for k in names[r % len(names):] + names[:r % len(names)]:
+            t0 = time.perf_counter()
+            jax.block_until_ready(fns[k](*args))
+            ts[k].append(time.perf_counter() - t0)
+    return ts
+
+
+def parts(shape, rounds):
+    """XLA's forward, input gradient and weight gradient of one conv, timed apart."""
+    b, h, wd, c, o, s = shape
+    x = jax.random.normal(jax.random.key(0), (b, h, wd, c))
+    w = jax.random.normal(jax.random.key(1), (3, 3, c, o)) * 0.05
+    g = jax.random.normal(jax.random.key(2), xla_conv(x, w, s, 1).shape)
+    fns = {"fwd": jax.jit(lambda x, w, g: xla_conv(x, w, s, 1)),
+           "dx": jax.jit(lambda x, w, g: jax.vjp(lambda x: xla_conv(x, w, s, 1), x)[1](g)[0]),
+           "dw": jax.jit(lambda x, w, g: jax.vjp(lambda w: xla_conv(x, w, s, 1), w)[1](g)[0])}
+    ts = interleaved(fns, (x, w, g), rounds)
+    gflop = 2 * g.size * 9 * c / 1e9
+    cells = [f"{k} {1e3 * statistics.median(v):.1f} ms ({gflop / statistics.median(v):.0f} "
+             "GFLOP/s)" for k, v in ts.items()]
+    print(f"{b}x{h}x{wd}x{c}->{o} s{s} ({gflop:.2f} GFLOP each): " + ", ".join(cells), flush=True)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rounds", type=int, default=8)
-    p.add_argument("--tiles", default="4,1", help="batch tiles of the weight-gradient GEMMs")
+    p.add_argument("--tiles", default="2,1", help="batch tiles of the weight-gradient GEMMs")
+    p.add_argument("--shapes", default="resnet101", choices=sorted(SHAPES))
+    p.add_argument("--parts", action="store_true",
+                   help="time XLA's forward, input gradient and weight gradient apart")
     a = p.parse_args()
+    if a.parts:
+        print(f"# {jax.devices()[0].platform}, {a.rounds} interleaved rounds, XLA's own conv")
+        for shape in SHAPES[a.shapes]:
+            parts(shape, a.rounds)
+        return
     variants = {"xla": xla_conv}
     for t in a.tiles.split(","):
         variants[f"gemm_vjp tile {t}"] = (
             lambda x, w, s, p, t=int(t): conv2d_gemm_vjp(x, w, s, p, t))
     print(f"# {jax.devices()[0].platform}, {a.rounds} interleaved rounds; "
           "ratio = median per-round time / xla's (< 1: faster)")
-    for b, h, wd, c, o, s in SHAPES:
+    for b, h, wd, c, o, s in SHAPES[a.shapes]:
         kx, kw = jax.random.split(jax.random.key(0))
         x = jax.random.normal(kx, (b, h, wd, c))
         w = jax.random.normal(kw, (3, 3, c, o)) * 0.05
@@ -50,13 +97,7 @@ def main():
         ref = fns["xla"](x, w)
         err = {k: max(float(jnp.max(jnp.abs(u - v)) / jnp.max(jnp.abs(u)))
                       for u, v in zip(ref, f(x, w))) for k, f in fns.items()}
-        ts = {k: [] for k in fns}
-        names = list(fns)
-        for r in range(a.rounds):
-            for k in names[r % len(names):] + names[:r % len(names)]:
-                t0 = time.perf_counter()
-                jax.block_until_ready(fns[k](x, w))
-                ts[k].append(time.perf_counter() - t0)
+        ts = interleaved(fns, (x, w), a.rounds)
         cells = [f"{k} {1e3 * statistics.median(v):.0f} ms, ratio "
                  f"{statistics.median(a_ / b_ for a_, b_ in zip(v, ts['xla'])):.2f}, "
                  f"grad diff {err[k]:.0e}" for k, v in ts.items()]

@@ -1,4 +1,5 @@
-"""The benchmarks still run (``--quick``: resnet18 at 64 px); they are not speed tests."""
+"""The benchmarks still run (``--quick``: resnet18 at 64 px, small_cnn at 32 px); they are
+not speed tests."""
 
 import os
 import subprocess
@@ -9,7 +10,8 @@ import pytest
 from repo_root import ROOT
 
 
-@pytest.mark.parametrize("script", ["head_overhead.py", "train_throughput.py"])
+@pytest.mark.parametrize("script", ["head_overhead.py", "train_throughput.py",
+                                    "conv_impl_ab.py"])
 def test_bench_quick_mode_runs(script):
     out = subprocess.run([sys.executable, os.path.join("bench", script), "--quick"], cwd=ROOT,
                          capture_output=True, text=True, timeout=600,
