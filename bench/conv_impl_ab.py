@@ -1,8 +1,11 @@
-"""The library's train step under each ``model.conv_impl``, A/B in one process.
+"""The library's train step under each ``model.conv_impl`` (and ``pool_impl``), A/B in one process.
 
   python bench/conv_impl_ab.py                                   # small_cnn@128 b32 (the demo's)
   python bench/conv_impl_ab.py --arch resnet101 --size 448 --batch 4 --repeats 4
+  python bench/conv_impl_ab.py --impls gemm_vjp:xla,gemm_vjp:masked   # max-pool backward A/B
   python bench/conv_impl_ab.py --quick                           # smoke: small_cnn@32 b4
+
+A variant is ``conv_impl[:pool_impl]`` (pool_impl defaults to "auto").
 
 Every variant is compiled ahead of time from the same initial variables and batch, then
 the steps are interleaved round-robin (start rotating each round); prints each variant's
@@ -35,13 +38,15 @@ def main(argv=None):
     p.add_argument("--num_classes", type=int, default=10)
     p.add_argument("--head", default="csra")
     p.add_argument("--impls", default="gemm,gemm_vjp",
-                   help="comma-separated conv_impl values; ratios are to the first")
+                   help="comma-separated conv_impl[:pool_impl] variants; ratios are to "
+                        "the first")
     p.add_argument("--repeats", type=int, default=8, help="timed rounds")
     p.add_argument("--dtype", default="float32", choices=sorted(common.DTYPES))
     p.add_argument("--quick", action="store_true", help="smoke: small_cnn@32 b4, 2 rounds")
     a = p.parse_args(argv)
     if a.quick:
-        a.arch, a.size, a.batch, a.repeats, a.impls = "small_cnn", 32, 4, 2, "gemm,gemm_vjp,xla"
+        a.arch, a.size, a.batch, a.repeats = "small_cnn", 32, 4, 2
+        a.impls = "gemm,gemm_vjp:xla,xla:masked"
     impls = common.csv_list(a.impls)
     mesh = steps_lib.make_mesh()
     batch = common.synthetic_batch(a.batch, a.size, a.num_classes, mesh)
@@ -49,8 +54,10 @@ def main(argv=None):
     runners, params = {}, {}
     variables = None
     for impl in impls:
+        conv_impl, _, pool_impl = impl.partition(":")
         model = create_model(a.arch, a.num_classes, head=a.head, img_size=a.size,
-                             dtype=common.DTYPES[a.dtype], conv_impl=impl)
+                             dtype=common.DTYPES[a.dtype], conv_impl=conv_impl,
+                             pool_impl=pool_impl or "auto")
         if variables is None:
             variables = common.init_variables(model, a.size)
         runner, secs, _ = common.build_train(model, variables, mesh, batch)
@@ -71,7 +78,7 @@ def main(argv=None):
         rows.append([f"{a.arch}@{a.size}", a.batch, a.dtype, impl,
                      f"{common.median(times[impl]):.3f}", f"{ratio:.3f}",
                      f"{a.batch / common.median(times[impl]):.1f}", common.spread(times[impl])])
-    print(common.markdown_table(["model", "batch", "dtype", "conv_impl", "train step s",
+    print(common.markdown_table(["model", "batch", "dtype", "conv[:pool]", "train step s",
                                  f"paired ratio to {base}", "img/s", "spread"], rows))
 
 

@@ -46,6 +46,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.drop_path_rate = 0.0   # ViT and EfficientNet (torchvision trains B3 with 0.2)
     c.model.remat = False          # rematerialise blocks (memory for compute)
     c.model.conv_impl = "auto"     # ResNet/small_cnn convs: "gemm_vjp" (CPU), "xla" (GPU/TPU), "gemm"
+    c.model.pool_impl = "auto"     # their max-pools' backward: "masked" (CPU), "xla" (GPU/TPU)
     for field, default in config_defaults().items():  # a model file's own options
         if field not in c.model:
             c.model[field] = default
@@ -137,6 +138,9 @@ def validate_config(c: ml_collections.ConfigDict, device_count: int, process_cou
     from csra_jax.models.resnet import CONV_IMPLS
     _check(c.model.conv_impl in CONV_IMPLS,
            f"model.conv_impl={c.model.conv_impl!r}; valid: {', '.join(CONV_IMPLS)}")
+    from csra_jax.models.pooling import POOL_IMPLS
+    _check(c.model.pool_impl in POOL_IMPLS,
+           f"model.pool_impl={c.model.pool_impl!r}; valid: {', '.join(POOL_IMPLS)}")
     _check(c.init_source in INIT_SOURCES,
            f"init_source={c.init_source!r}; valid: {', '.join(map(repr, INIT_SOURCES))}")
     if c.init_checkpoint_sha256:

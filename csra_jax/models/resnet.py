@@ -11,11 +11,14 @@ which XLA's CPU backend runs through its GEMM path, 1.3-3x faster than its 1x1
 convolutions, forward and backward; ``"gemm_vjp"``: as ``"gemm"``, and the 3x3/7x7
 convolutions' weight gradient written out as per-tap GEMMs scanned over batch tiles
 (``csra_jax.models.conv``; XLA's CPU weight-gradient convolution runs far below its
-forward speed, ``bench/conv_backward.py``). ``"auto"`` (default) is ``"gemm_vjp"`` on a single CPU device, ``"gemm"``
-on several CPU devices, and ``"xla"`` on GPU/TPU (cuDNN / TPU convolutions are already
-GEMM-speed). The 3x3/7x7 forward is XLA's convolution in every choice; the 1x1-as-dot
-and the written-out gradients differ from XLA's by float rounding only. Parameters are identical: a ``kernel`` of shape
-(k, k, in, out) under the same module name.
+forward speed, ``bench/conv_backward.py``). ``"auto"`` (default) is ``"gemm_vjp"`` on a
+single CPU device, ``"gemm"`` on several CPU devices, and ``"xla"`` on GPU/TPU (cuDNN /
+TPU convolutions are already GEMM-speed). The 3x3/7x7 forward is XLA's convolution in
+every choice; the 1x1-as-dot and the written-out gradients differ from XLA's by float
+rounding only. Parameters are identical: a ``kernel`` of shape (k, k, in, out) under the
+same module name. ``pool_impl`` picks the stem max-pool's backward
+(``csra_jax.models.pooling``: ``"auto"`` is ``"masked"`` on CPU, ``"xla"`` on
+GPU/TPU; gradients bit-identical to XLA's and torch's).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import jax.numpy as jnp
 
 from csra_jax.models.batch_norm import BatchNorm
 from csra_jax.models.conv import ConvGemmVJP
+from csra_jax.models.pooling import max_pool
 from csra_jax.models.registry import BackboneSpec, register_backbone
 
 # torchvision: kaiming_normal_(mode="fan_out", nonlinearity="relu"), untruncated.
@@ -161,6 +165,7 @@ class ResNet(nn.Module):
     remat: bool = False
     return_stages: bool = False
     conv_impl: str = "auto"
+    pool_impl: str = "auto"  # the stem max-pool's backward (csra_jax.models.pooling)
 
     @property
     def num_features(self) -> int:
@@ -175,7 +180,7 @@ class ResNet(nn.Module):
         x = x.astype(self.dtype)
         x = _conv(64, 7, 2, 3, self.dtype, self.param_dtype, "conv1", impl)(x)
         x = nn.relu(_bn(train, self.dtype, self.param_dtype, "bn1")(x))
-        x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+        x = max_pool(x, 3, 2, 1, impl=self.pool_impl)
         in_planes, stages = 64, []
         for i, num_blocks in enumerate(self.layers):
             planes = 64 * 2 ** i
@@ -205,6 +210,7 @@ register_backbone(BackboneSpec(
     family="resnet", module=ResNet,
     archs={name: {"block": b, "layers": l} for name, (b, l) in ARCH_SETTINGS.items()},
     tiny={"block": "basic", "layers": (1, 1, 1, 1)},
-    options=("remat", "conv_impl"), config_fields={"remat": "remat", "conv_impl": "conv_impl"},
+    options=("remat", "conv_impl", "pool_impl"),
+    config_fields={"remat": "remat", "conv_impl": "conv_impl", "pool_impl": "pool_impl"},
     normalization="resnet",  # [0, 1], as the official CSRA ResNets
     torch_source="torchvision", torch_classifier="fc", torch_twin=_torch_twin))

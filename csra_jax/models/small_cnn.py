@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from csra_jax.models.resnet import _bn, _conv, resolve_conv_impl
+from csra_jax.models.pooling import max_pool
 from csra_jax.models.registry import BackboneSpec, register_backbone
 
 
@@ -27,6 +28,7 @@ class SmallCNN(nn.Module):
     remat: bool = False  # accepted for interface parity; the model is small
     return_stages: bool = False
     conv_impl: str = "auto"  # as ResNet's: how the 3x3 convolutions' backward is lowered
+    pool_impl: str = "auto"  # as ResNet's: how the max-pools' backward is lowered
 
     @property
     def num_features(self) -> int:
@@ -42,7 +44,7 @@ class SmallCNN(nn.Module):
         stages = []
         for i, width in enumerate(self.widths):
             if i:
-                x = nn.max_pool(x, (2, 2), strides=(2, 2))
+                x = max_pool(x, 2, 2, impl=self.pool_impl)
                 x = nn.relu(_bn(train, name=f"stage{i}_bn0", **kw)(
                     conv(width, 3, 1, 1, name=f"stage{i}_conv0")(x)))
             x = nn.relu(_bn(train, name=f"stage{i}_bn1", **kw)(
@@ -53,7 +55,8 @@ class SmallCNN(nn.Module):
 
 register_backbone(BackboneSpec(
     family="small_cnn", module=SmallCNN, archs={"small_cnn": {}},
-    options=("remat", "conv_impl"), config_fields={"remat": "remat", "conv_impl": "conv_impl"},
+    options=("remat", "conv_impl", "pool_impl"),
+    config_fields={"remat": "remat", "conv_impl": "conv_impl", "pool_impl": "pool_impl"},
     tiny={"widths": (8, 16, 16, 32)},  # four stages: room for three attention modules
     stage_strides=lambda s: tuple(2 ** (i + 1) for i in range(len(s.get("widths",
                                                                      SmallCNN.widths))))))

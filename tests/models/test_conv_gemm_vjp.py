@@ -43,7 +43,8 @@ def test_resnet_gemm_vjp_uses_it_with_the_same_params_and_outputs_as_xla():
     """Wiring only (the gradients are checked per conv above): same parameter tree, same
     eval output, and every 3x3/7x7 conv goes through the custom_vjp."""
     images = jax.random.uniform(jax.random.key(1), (1, 32, 32, 3))
-    models = {i: create_model("resnet18", 5, head="gap", img_size=32, conv_impl=i)
+    models = {i: create_model("resnet18", 5, head="gap", img_size=32, conv_impl=i,
+                              pool_impl="xla")
               for i in ("xla", "gemm_vjp")}
     variables = jax.jit(models["xla"].init)(jax.random.key(0), images)
     assert (jax.tree.map(jnp.shape, jax.eval_shape(models["gemm_vjp"].init,
@@ -81,7 +82,7 @@ def test_small_cnn_gemm_vjp_matches_xla_in_outputs_and_gradients():
     through the custom_vjp, train-mode gradients equal to XLA's."""
     images = jax.random.uniform(jax.random.key(1), (4, 32, 32, 3))
     labels = (jax.random.uniform(jax.random.key(2), (4, 5)) < 0.3).astype(jnp.float32)
-    models = {i: create_model("small_cnn", 5, img_size=32, conv_impl=i)
+    models = {i: create_model("small_cnn", 5, img_size=32, conv_impl=i, pool_impl="xla")
               for i in ("xla", "gemm_vjp")}
     variables = jax.jit(models["xla"].init)(jax.random.key(0), images)
     np.testing.assert_array_equal(jax.jit(models["gemm_vjp"].apply)(variables, images),

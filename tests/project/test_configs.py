@@ -217,6 +217,7 @@ def _set(c, path: str, value):
     ({"model.arch": "vit_b16", "data.image_size": 200}, "data.image_size=200"),
     ({"mode": "lambda_sweep", "model.head": "csra"}, "model.head"),
     ({"model.conv_impl": "cudnn"}, "model.conv_impl='cudnn'"),
+    ({"model.pool_impl": "argmax"}, "model.pool_impl='argmax'"),
     ({"data.draft": None}, "data.draft=None"),
     ({"model.head": "attend_rectify", "model.gate": "max"}, "gate='max'"),
     ({"model.head": "attend_rectify", "model.attention_depth": 0}, "attention_depth"),
