@@ -33,26 +33,29 @@ def max_pool_masked_vjp(x, window: int, stride: int, pad: int = 0):
 
 
 def _fwd(x, window, stride, pad):
-    y = _forward(x, window, stride, pad)
-    return y, (x, y)
+    return _forward(x, window, stride, pad), x
 
 
-def _bwd(window, stride, pad, res, g):
-    x, y = res
-    b, ho, wo, c = y.shape
+def _bwd(window, stride, pad, x, g):
+    b, ho, wo, c = g.shape
     xp = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), constant_values=-jnp.inf)
     hp, wp = xp.shape[1:3]
     span_h, span_w = stride * (ho - 1) + 1, stride * (wo - 1) + 1
+    windows = [(i, j, lax.slice(xp, (0, i, j, 0), (b, i + span_h, j + span_w, c),
+                                (1, stride, stride, 1)))
+               for i in range(window) for j in range(window)]
+    # The maximum is taken again here from the same tap values rather than saved from the
+    # forward pass: XLA may recompute x's producer (BN, ReLU) separately for the forward
+    # and for this residual with different rounding, and a saved maximum that no tap
+    # equals would drop that window's gradient.
+    y = functools.reduce(jnp.maximum, [tap for _, _, tap in windows])
     zero = jnp.zeros((), g.dtype)
-    claimed = jnp.zeros(y.shape, bool)
+    claimed = jnp.zeros(g.shape, bool)
     taps = []
-    for i in range(window):
-        for j in range(window):
-            tap = lax.slice(xp, (0, i, j, 0), (b, i + span_h, j + span_w, c),
-                            (1, stride, stride, 1))
-            hit = (tap == y) & ~claimed
-            claimed = claimed | hit
-            taps.append((i, j, hit))
+    for i, j, tap in windows:
+        hit = (tap == y) & ~claimed
+        claimed = claimed | hit
+        taps.append((i, j, hit))
     # Where windows overlap, an input can receive several outputs' gradients; adding them
     # in reverse tap order adds them in the outputs' row-major order, as torch does, so
     # the sums are bit-identical too. (The transpose of a strided slice is an interior pad.)

@@ -60,15 +60,19 @@ def test_auto_resolves_by_backend_and_rejects_unknown():
             jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
 
 
-@pytest.mark.parametrize("arch,n_pools", [("small_cnn", 2), ("resnet18", 1)])
-def test_backbones_use_it_with_identical_outputs_and_gradients(arch, n_pools):
-    images = jax.random.uniform(jax.random.key(1), (2, 32, 32, 3))
-    models = {i: create_model(arch, 5, img_size=32, conv_impl="xla", pool_impl=i)
+@pytest.mark.parametrize("arch,n_pools,size,conv_impl", [
+    ("small_cnn", 2, 32, "xla"), ("resnet18", 1, 32, "xla"),
+    # XLA recomputes the pool's input (BN + ReLU) for the residual here, rounding it
+    # differently from the forward's copy; the backward must not trust a saved maximum.
+    ("resnet18", 1, 96, "gemm_vjp")])
+def test_backbones_use_it_with_identical_outputs_and_gradients(arch, n_pools, size, conv_impl):
+    images = jax.random.normal(jax.random.key(1), (2, size, size, 3))
+    models = {i: create_model(arch, 5, img_size=size, conv_impl=conv_impl, pool_impl=i)
               for i in ("xla", "masked")}
     variables = jax.jit(models["xla"].init)(jax.random.key(0), images)
     jaxprs = {i: str(jax.make_jaxpr(m.apply)(variables, images)) for i, m in models.items()}
-    assert jaxprs["masked"].count("custom_vjp_call") == n_pools
-    assert jaxprs["xla"].count("custom_vjp_call") == 0
+    count = {i: j.count("custom_vjp_call") for i, j in jaxprs.items()}
+    assert count["masked"] - count["xla"] == n_pools  # gemm_vjp convs are custom_vjps too
 
     def grads(model):
         def loss(params):
