@@ -1,4 +1,4 @@
-"""The library's train step under each ``model.conv_impl`` (and ``pool_impl``), A/B in one process.
+"""The library's train step under each ``model.conv_impl`` / ``pool_impl``, A/B in one process.
 
   python bench/conv_impl_ab.py                                   # small_cnn@128 b32 (the demo's)
   python bench/conv_impl_ab.py --arch resnet101 --size 448 --batch 4 --repeats 4

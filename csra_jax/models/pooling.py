@@ -2,8 +2,8 @@
 
 XLA:CPU lowers the gradient of a max-pool (``select-and-scatter``) to a variadic
 reduce-window that carries four full-size index tensors (built from ``iota``) and a
-scatter over every output position; on the demo's small CNN that is a fifth of the
-train step. Here the backward pass recomputes, for each tap of the window in row-major
+scatter over every output position, slow on CPU (``python bench/pool_backward.py``
+times both). Here the backward pass recomputes, for each tap of the window in row-major
 order, where the input equals the pooled maximum and no earlier tap has claimed it, and
 routes the output gradient there. That is the same choice of tie as XLA's
 select-and-scatter and torch's ``max_pool2d`` (the first maximum in the window), all in

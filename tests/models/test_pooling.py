@@ -62,8 +62,8 @@ def test_auto_resolves_by_backend_and_rejects_unknown():
 
 @pytest.mark.parametrize("arch,n_pools,size,conv_impl", [
     ("small_cnn", 2, 32, "xla"), ("resnet18", 1, 32, "xla"),
-    # XLA recomputes the pool's input (BN + ReLU) for the residual here, rounding it
-    # differently from the forward's copy; the backward must not trust a saved maximum.
+    # Here a maximum saved from the forward did not match the taps the backward sees
+    # (XLA's fusion rounds the pool's input differently): the backward must retake it.
     ("resnet18", 1, 96, "gemm_vjp")])
 def test_backbones_use_it_with_identical_outputs_and_gradients(arch, n_pools, size, conv_impl):
     images = jax.random.normal(jax.random.key(1), (2, size, size, 3))
