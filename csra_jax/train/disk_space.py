@@ -111,7 +111,9 @@ def disk_full_error(e: BaseException, workdir, keep: Optional[int] = None) -> Di
 
 
 class _DropDiskFullRecords(logging.Filter):
-    """orbax logs each failed save thread's traceback; the run ends in one line instead."""
+    """orbax logs each failed save thread's traceback, and asyncio logs a failed write task
+    that nobody awaited once the save is abandoned ("Task exception was never retrieved");
+    the run ends in one line instead."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
@@ -132,7 +134,7 @@ def _is_closed_loop_echo(unraisable) -> bool:
 
 
 def quiet_disk_full_logs() -> None:
-    for name in ("absl", "orbax"):
+    for name in ("absl", "orbax", "asyncio"):
         logger = logging.getLogger(name)
         if _FILTER not in logger.filters:
             logger.addFilter(_FILTER)

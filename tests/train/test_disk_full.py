@@ -110,3 +110,38 @@ def test_enospc_of_any_write_or_save_thread_is_recognised(tmp_path, monkeypatch,
     wrapped = RuntimeError("save failed")
     wrapped.__cause__ = orbax_error
     assert disk_space.is_disk_full(wrapped)
+
+
+def _abandoned_task_logs(error, caplog):
+    """What asyncio logs when a failed task nobody awaited is collected, as when orbax
+    gives up a save while one of its write tasks has already failed."""
+    import asyncio
+    import gc
+
+    async def write():
+        raise error
+
+    loop = asyncio.new_event_loop()
+    try:
+        task = loop.create_task(write())
+        loop.run_until_complete(asyncio.sleep(0))
+        assert task.done()
+        caplog.clear()
+        del task
+        gc.collect()
+    finally:
+        loop.close()
+    return [r for r in caplog.records if r.name == "asyncio"]
+
+
+def test_an_abandoned_save_task_that_hit_a_full_disk_is_not_logged(caplog):
+    import errno
+    from csra_jax.train import disk_space
+    disk_space.quiet_disk_full_logs()
+    full = ValueError("RESOURCE_EXHAUSTED: Failed to write 425226 bytes to file 10: "
+                      "No space left on device [os_error_code='28']")
+    assert _abandoned_task_logs(full, caplog) == []
+    assert _abandoned_task_logs(OSError(errno.ENOSPC, "No space left on device"), caplog) == []
+    # Any other failure of such a task is still reported.
+    other = _abandoned_task_logs(ValueError("a real bug"), caplog)
+    assert len(other) == 1 and "never retrieved" in other[0].getMessage()
