@@ -14,16 +14,76 @@ Under ``jax.jit`` with a batch sharded over a mesh, the arrays seen here are glo
 the mean runs over the global batch (XLA inserts the all-reduce) and n is the global
 count, as torch's SyncBatchNorm. It has no ``axis_name``: inside ``pmap`` or
 ``shard_map`` the statistics (and n) would be per-device.
+
+In training mode the backward pass is written out (``jax.custom_vjp``), as torch's is:
+autodiff of the forward above would keep both the input and the centred input
+``x - mean`` alive from the forward to the backward pass (the E[x^2] term needs the
+first, the normalisation the second); the written-out backward keeps only the input and
+recomputes the centred one, one activation-sized buffer less per BatchNorm layer.
+The forward is unchanged, bit for bit.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Optional
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+
+def _batch_moments(x):
+    """float32 (mean, variance, raw E[x^2] - E[x]^2) over every axis but the last, as
+    flax computes them (the variance is the raw one clipped at 0)."""
+    axes = tuple(range(x.ndim - 1))
+    xf = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+    mean = xf.mean(axes)
+    raw = jnp.square(xf).mean(axes) - jnp.square(mean)
+    return mean, jnp.maximum(0.0, raw), raw
+
+
+def _normalize(x, mean, var, scale, bias, epsilon):
+    return (x - mean) * (jax.lax.rsqrt(var + epsilon) * scale) + bias
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def normalize_with_batch_stats(x, scale, bias, epsilon: float):
+    """Training-mode BatchNorm over every axis but the last: (y, batch mean, batch var)."""
+    return _normalize_fwd(x, scale, bias, epsilon)[0]
+
+
+def _normalize_fwd(x, scale, bias, epsilon):
+    mean, var, raw = _batch_moments(x)
+    y = _normalize(x, mean, var, scale, bias, epsilon)
+    # Only x of activation size: the centred input is recomputed in the backward pass.
+    return (y, mean, var), (x, mean, var, raw > 0, scale, bias)
+
+
+def _normalize_bwd(epsilon, res, cts):
+    x, mean, var, unclipped, scale, bias = res
+    g_y, g_mean, g_var = cts
+    axes = tuple(range(x.ndim - 1))
+    n = math.prod(x.shape[:-1])
+    f32 = jnp.promote_types(x.dtype, jnp.float32)
+    g = g_y.astype(f32)
+    # The barrier keeps XLA from merging this with the forward's x - mean, which would
+    # keep that forward buffer alive until here instead of recomputing it.
+    xc = jax.lax.optimization_barrier(x).astype(f32) - mean
+    inv = jax.lax.rsqrt(var + epsilon)
+    g_bias = g.sum(axes)
+    g_xc = (g * xc).sum(axes)
+    # y = (x - mean) * inv * scale + bias, mean = E[x], var = max(0, E[x^2] - E[x]^2);
+    # d var / d x_i = 2 (x_i - mean) / n, d mean / d x_i = 1 / n.
+    d_mean = g_mean - inv * scale * g_bias
+    d_var = g_var + jnp.where(unclipped, -0.5 * inv ** 3 * scale * g_xc, 0.0)
+    g_x = (inv * scale) * g + d_mean / n + (2.0 / n) * d_var * xc
+    return (g_x.astype(x.dtype), (g_xc * inv).astype(scale.dtype),
+            g_bias.astype(bias.dtype))
+
+
+normalize_with_batch_stats.defvjp(_normalize_fwd, _normalize_bwd)
 
 
 class BatchNorm(nn.Module):
@@ -50,15 +110,14 @@ class BatchNorm(nn.Module):
         use_running_average = nn.merge_param("use_running_average", self.use_running_average,
                                              use_running_average)
         c = x.shape[-1]
-        axes = tuple(range(x.ndim - 1))
         ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((c,), jnp.float32))
         ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((c,), jnp.float32))
+        scale = self.param("scale", nn.initializers.ones, (c,), self.param_dtype)
+        bias = self.param("bias", nn.initializers.zeros, (c,), self.param_dtype)
         if use_running_average:
-            mean, var = ra_mean.value, ra_var.value
+            y = _normalize(x, ra_mean.value, ra_var.value, scale, bias, self.epsilon)
         else:
-            xf = x.astype(jnp.promote_types(x.dtype, jnp.float32))
-            mean = xf.mean(axes)
-            var = jnp.maximum(0.0, jnp.square(xf).mean(axes) - jnp.square(mean))
+            y, mean, var = normalize_with_batch_stats(x, scale, bias, self.epsilon)
             if not self.is_initializing():
                 n = math.prod(x.shape[:-1])
                 if n < 2:
@@ -68,7 +127,4 @@ class BatchNorm(nn.Module):
                 folded = var * (n / (n - 1)) if self.unbiased_running_var else var
                 ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
                 ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * folded
-        scale = self.param("scale", nn.initializers.ones, (c,), self.param_dtype)
-        bias = self.param("bias", nn.initializers.zeros, (c,), self.param_dtype)
-        y = (x - mean) * (jax.lax.rsqrt(var + self.epsilon) * scale) + bias
         return jnp.asarray(y, nn.dtypes.canonicalize_dtype(x, scale, bias, dtype=self.dtype))

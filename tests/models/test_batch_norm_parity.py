@@ -20,7 +20,7 @@ import torchvision
 
 from csra_jax import create_model
 from csra_jax.convert import load_torch_weights
-from csra_jax.models.batch_norm import BatchNorm
+from csra_jax.models.batch_norm import BatchNorm, normalize_with_batch_stats
 from csra_jax.train.loss import bce_with_logits
 from torch_reference import randomize_bn, to_nchw
 from repo_root import ROOT
@@ -136,3 +136,95 @@ def test_sharded_batch_uses_global_statistics_and_count():
     assert out.returncode == 0, out.stderr[-3000:]
     devices, worst = out.stdout.split()[1], float(out.stdout.split()[3])
     assert devices == "8" and worst <= 1e-5, out.stdout
+
+
+def _torch_train_bn_grads(x, scale, bias, g):
+    """torch autograd of F.batch_norm in training mode, NHWC in and out, float64."""
+    xt = torch.tensor(np.moveaxis(np.asarray(x, np.float64), -1, 1), requires_grad=True)
+    st = torch.tensor(np.asarray(scale, np.float64), requires_grad=True)
+    bt = torch.tensor(np.asarray(bias, np.float64), requires_grad=True)
+    y = torch.nn.functional.batch_norm(xt, None, None, st, bt, training=True, eps=1e-5)
+    (y * torch.tensor(np.moveaxis(np.asarray(g, np.float64), -1, 1))).sum().backward()
+    return (np.moveaxis(y.detach().numpy(), 1, -1), np.moveaxis(xt.grad.numpy(), 1, -1),
+            st.grad.numpy(), bt.grad.numpy())
+
+
+@pytest.mark.parametrize("shape", [(4, 5, 6, 7), (3, 9, 1, 16), (6, 11)])
+def test_train_mode_gradients_match_torch_autograd(shape):
+    """The written-out backward: input, scale and bias gradients vs torch's, NHWC and
+    (B, C) inputs, an off-centre input (mean 3, std 2) so that E[x^2] - E[x]^2 cancels."""
+    rng = np.random.default_rng(len(shape))
+    x = rng.normal(3.0, 2.0, shape).astype(np.float32)
+    c = shape[-1]
+    scale = rng.normal(1.0, 0.3, c).astype(np.float32)
+    bias = rng.normal(0.0, 0.3, c).astype(np.float32)
+    g = rng.normal(size=shape).astype(np.float32)
+    bn = BatchNorm(use_running_average=False)
+
+    def loss(x, scale, bias):
+        y, _ = bn.apply({"params": {"scale": scale, "bias": bias},
+                         "batch_stats": {"mean": jnp.zeros(c), "var": jnp.ones(c)}},
+                        x, mutable=["batch_stats"])
+        return (y * g).sum(), y
+
+    (_, y), grads = jax.value_and_grad(loss, (0, 1, 2), has_aux=True)(x, scale, bias)
+    y_ref, *grads_ref = _torch_train_bn_grads(x, scale, bias, g)
+    np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=2e-5)
+    for ours, ref, tol in zip(grads, grads_ref, (2e-5, 1e-5, 1e-5)):
+        np.testing.assert_allclose(ours, ref, rtol=tol, atol=tol * np.abs(ref).max())
+
+
+def test_train_mode_bfloat16_gradients_match_torch_autograd():
+    """bf16 activations (float32 statistics and parameters): the input gradient comes
+    back in bf16, within bf16 rounding of torch's float64 gradient."""
+    rng = np.random.default_rng(7)
+    x = jnp.asarray(rng.normal(1.0, 2.0, (4, 6, 6, 8)), jnp.bfloat16)
+    scale, bias = jnp.asarray(rng.normal(1, .3, 8), jnp.float32), jnp.zeros(8)
+    g = rng.normal(size=x.shape).astype(np.float32)
+    grad = jax.grad(lambda x: (normalize_with_batch_stats(x, scale, bias, 1e-5)[0] * g).sum())(x)
+    assert grad.dtype == jnp.bfloat16
+    _, ref, _, _ = _torch_train_bn_grads(np.asarray(x, np.float32), scale, bias, g)
+    np.testing.assert_allclose(np.asarray(grad, np.float32), ref, rtol=2e-2,
+                               atol=2e-2 * np.abs(ref).max())
+
+
+def test_train_mode_statistics_gradients_are_exact():
+    """The batch mean and variance are outputs too (for the running averages): their
+    cotangents go into the input gradient as autodiff of the forward formula sends them."""
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.normal(2.0, 1.5, (5, 4, 3, 6)), jnp.float32)
+    scale, bias = jnp.asarray(rng.normal(1, .3, 6)), jnp.asarray(rng.normal(0, .3, 6))
+    w = jnp.asarray(rng.normal(size=(3, 6)))
+
+    def plain(x, scale, bias):  # the same forward, differentiated by JAX
+        mean = x.mean((0, 1, 2))
+        var = jnp.maximum(0.0, jnp.square(x).mean((0, 1, 2)) - jnp.square(mean))
+        return (x - mean) * (jax.lax.rsqrt(var + 1e-5) * scale) + bias, mean, var
+
+    def loss(f):
+        return lambda *a: sum((o * wi).sum() for o, wi in
+                              zip((f(*a)[0].mean((0, 1, 2)), *f(*a)[1:]), w))
+    ours = jax.grad(loss(lambda *a: normalize_with_batch_stats(*a, 1e-5)), (0, 1, 2))(
+        x, scale, bias)
+    ref = jax.grad(loss(plain), (0, 1, 2))(x, scale, bias)
+    for o, r in zip(ours, ref):
+        np.testing.assert_allclose(o, r, rtol=1e-5, atol=1e-6 * np.abs(r).max())
+
+
+def test_train_mode_forward_is_flaxs_and_keeps_one_activation_for_backward():
+    """Forward bit for bit flax.linen.BatchNorm's; the backward keeps one activation-sized
+    residual (the input), where autodiff of the same forward keeps two."""
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.normal(1.0, 2.0, (4, 5, 6, 7)), jnp.float32)
+    flax_bn = nn.BatchNorm(use_running_average=False, momentum=0.9, epsilon=1e-5)
+    variables = flax_bn.init(jax.random.key(0), x)
+    variables = {"params": {"scale": jnp.linspace(0.5, 1.5, 7), "bias": jnp.linspace(-1, 1, 7)},
+                 "batch_stats": variables["batch_stats"]}
+    y_flax, _ = flax_bn.apply(variables, x, mutable=["batch_stats"])
+    ours = lambda x: BatchNorm(use_running_average=False).apply(
+        variables, x, mutable=["batch_stats"])[0]
+    np.testing.assert_array_equal(ours(x), y_flax)
+    big = lambda vjp: [l.shape for l in jax.tree.leaves(vjp) if l.size >= x.size]
+    assert big(jax.vjp(ours, x)[1]) == [x.shape]
+    flax_only = lambda x: flax_bn.apply(variables, x, mutable=["batch_stats"])[0]
+    assert len(big(jax.vjp(flax_only, x)[1])) == 2
