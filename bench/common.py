@@ -31,6 +31,12 @@ from csra_jax.train import optimizer as optimizer_lib  # noqa: E402
 from csra_jax.train import steps as steps_lib  # noqa: E402
 from csra_jax.train.state import TrainState  # noqa: E402
 
+try:  # what `python -m csra_jax.main` sets, so benchmarks time the steps it runs
+    from csra_jax.xla_flags import prefer_cpu_memory_scheduler  # noqa: E402
+except ImportError:  # an older checkout, imported by process_ab.py --trees
+    prefer_cpu_memory_scheduler = lambda: False  # noqa: E731
+prefer_cpu_memory_scheduler()
+
 DTYPES = {"float32": jnp.float32, "fp32": jnp.float32, "bfloat16": jnp.bfloat16,
           "bf16": jnp.bfloat16}
 # The paper's sizes: ResNets at 448 (VOC/COCO), ViT-B16 at 224 (WIDER).

@@ -22,6 +22,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from csra_jax.cli_checks import check_workdir, fail, parse_flags
+from csra_jax.xla_flags import prefer_cpu_memory_scheduler
 
 if __name__ == "__main__":
     # absl names the flags' module and the usage line after argv[0] (a file path under
@@ -53,6 +54,7 @@ def main(argv):
         check_workdir(_WORKDIR.value)
     except ValueError as e:
         fail(str(e))
+    prefer_cpu_memory_scheduler()  # before any JAX computation starts a backend
     import jax
     if _want_distributed():
         jax.distributed.initialize()
