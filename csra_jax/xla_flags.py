@@ -30,8 +30,15 @@ def prefer_cpu_memory_scheduler(environ: Optional[MutableMapping[str, str]] = No
     current = environ.get("XLA_FLAGS", "")
     if CPU_SCHEDULER_FLAG in current:
         return False
-    from jax._src import xla_bridge  # pylint: disable=import-outside-toplevel
-    if xla_bridge.backends_are_initialized():
+    if _backends_started():
         return False
     environ["XLA_FLAGS"] = f"{current} {CPU_SCHEDULER_FLAG}=false".strip()
     return True
+
+
+def _backends_started() -> bool:
+    try:  # a private JAX helper (present since 0.4); without it, add the flag anyway:
+        from jax._src.xla_bridge import backends_are_initialized  # noqa: PLC0415
+    except ImportError:  # a flag XLA does not read is harmless
+        return False
+    return backends_are_initialized()
