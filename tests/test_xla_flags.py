@@ -8,6 +8,7 @@ import types
 import pytest
 
 import csra_jax.main as cli
+from csra_jax import xla_flags
 from csra_jax.xla_flags import CPU_SCHEDULER_FLAG, prefer_cpu_memory_scheduler
 from repo_root import ROOT
 
@@ -29,7 +30,9 @@ print("TEMP", compiled.memory_analysis().temp_size_in_bytes)
 """
 
 
-def test_flag_is_appended_once_and_a_users_setting_wins():
+def test_flag_is_appended_once_and_a_users_setting_wins(monkeypatch):
+    # As in a fresh process (this one's backend may already be up from other tests).
+    monkeypatch.setattr(xla_flags, "_backends_started", lambda: False)
     env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
     assert prefer_cpu_memory_scheduler(env)
     assert env["XLA_FLAGS"] == ("--xla_force_host_platform_device_count=8 "
