@@ -68,9 +68,7 @@ def _normalize_bwd(epsilon, res, cts):
     n = math.prod(x.shape[:-1])
     f32 = jnp.promote_types(x.dtype, jnp.float32)
     g = g_y.astype(f32)
-    # The barrier keeps XLA from merging this with the forward's x - mean, which would
-    # keep that forward buffer alive until here instead of recomputing it.
-    xc = jax.lax.optimization_barrier(x).astype(f32) - mean
+    xc = x.astype(f32) - mean
     inv = jax.lax.rsqrt(var + epsilon)
     g_bias = g.sum(axes)
     g_xc = (g * xc).sum(axes)
