@@ -22,7 +22,9 @@ ADVICE = (
     "likely causes: the learning rate is too low or too high for this network "
     "(optim.lr_backbone, optim.lr_head; 0 trains nothing), too short a warm-up "
     "(optim.warmup_epochs), SGD on a small net from scratch (optim.name='adamw' with "
-    "lr ~1e-3 leaves the prior sooner), too few steps for the data (num_epochs), a head whose logits "
+    "lr ~1e-3 leaves the prior sooner), too few images seen for the data (num_epochs: what "
+    "counts is images seen, repeats included, so a small dataset needs more epochs; a smaller "
+    "batch_size does not make up for it), a head whose logits "
     "start far from the label prior, or labels that do not match the images "
     "(check the dataset's annotation files). Set stall_check_steps=0 to silence this.")
 
