@@ -17,6 +17,9 @@ label frequencies). The defaults are ``configs/demo.py``'s: SmallCNN widths 32/6
 stem stride 2, max-pools, BN momentum 0.1 (torch's convention), batch 32, lr 1e-3 with a
 62-step (one-epoch) warm-up, 496 steps in all, weight decay 0.05, CSRA with one head
 and lambda 0.1 or GAP, random horizontal flips; the random-resized crop is left out.
+Two differences from the demo: the input is normalised with ImageNet's mean and std
+(``--input_norm imagenet``; the demo's ``resnet`` normalisation is x / 255), and the 3x3
+convolutions use XLA's own backward (``conv_impl="xla"``; the same maths).
 """
 
 from __future__ import annotations
@@ -32,9 +35,6 @@ sys.path[:0] = [_HERE, os.path.dirname(_HERE)]
 
 import numpy as np  # noqa: E402
 
-_MEAN = np.array([0.485, 0.456, 0.406], np.float32) * 255
-_STD = np.array([0.229, 0.224, 0.225], np.float32) * 255
-
 
 def render_split(variant, split: str, count: int):
     from small_object_sets import render
@@ -43,11 +43,13 @@ def render_split(variant, split: str, count: int):
 
 
 def normalise(x: np.ndarray, how: str) -> np.ndarray:
+    """uint8 images -> float32: a ``data.normalization`` of the library, or ``"image"``."""
+    from csra_jax.data.transforms import normalize, resolve_normalization
+    if how != "image":
+        return normalize(x, *resolve_normalization(how))
     x = x.astype(np.float32)
-    if how == "resnet":
-        return (x - _MEAN) / _STD
     mean, std = x.mean((1, 2, 3), keepdims=True), x.std((1, 2, 3), keepdims=True)
-    return (x - mean) / (std + 1.0)  # "image": each image to zero mean, unit variance
+    return (x - mean) / (std + 1.0)  # each image to zero mean, unit variance
 
 
 def make_model(a, num_classes: int):
@@ -142,7 +144,10 @@ def main(argv=None) -> int:
     p.add_argument("--stem_stride", type=int, default=2)
     p.add_argument("--extra_convs", type=int, default=0, help="more 3x3 convs per stage")
     p.add_argument("--downsample", default="maxpool", choices=["maxpool", "stride"])
-    p.add_argument("--input_norm", default="resnet", choices=["resnet", "image"])
+    p.add_argument("--input_norm", default="imagenet",
+                   choices=["resnet", "vit", "imagenet", "image"],
+                   help="the library's data.normalization names, or per-image; "
+                        "configs/demo.py uses resnet ([0, 1])")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--warmup_steps", type=int, default=62)
     p.add_argument("--weight_decay", type=float, default=0.05)
