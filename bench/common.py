@@ -36,6 +36,11 @@ try:  # what `python -m csra_jax.main` sets, so benchmarks time the steps it run
 except ImportError:  # an older checkout, imported by process_ab.py --trees
     prefer_cpu_memory_scheduler = lambda: False  # noqa: E731
 prefer_cpu_memory_scheduler()
+try:  # likewise: freed host memory stays mapped (no page faults per step)
+    from csra_jax.host_heap import keep_freed_host_memory  # noqa: E402
+except ImportError:  # an older checkout
+    keep_freed_host_memory = lambda: False  # noqa: E731
+keep_freed_host_memory()
 
 DTYPES = {"float32": jnp.float32, "fp32": jnp.float32, "bfloat16": jnp.bfloat16,
           "bf16": jnp.bfloat16}

@@ -3,6 +3,7 @@
   python bench/process_ab.py --variants "concurrency=--xla_cpu_enable_concurrency_optimized_scheduler=true,default="
   python bench/process_ab.py --arch resnet101 --size 448 --batch 4 --steps 3 --rounds 3
   python bench/process_ab.py --trees before=/tmp/base_checkout,after=.   # two checkouts
+  python bench/process_ab.py --envs "system=CSRA_JAX_HOST_HEAP=system,kept="  # environment
   python bench/process_ab.py --quick                                   # smoke, < 1 minute
 
 Children import bench/common.py, which sets what ``python -m csra_jax.main`` sets
@@ -16,14 +17,17 @@ that drifts in the machine's load hit every variant alike. Each child compiles t
 library's train step (``make_train_step``, paper SGD, donated state) on a fixed
 device-resident batch, runs one untimed step and ``--steps`` timed ones, and reports:
 XLA's buffer plan of the compiled step (``memory_analysis()`` temp bytes: activations and
-scratch), the process's peak RSS, the compile time, the median train step time and
-the median time of the eval step (``make_eval_step``) on the same batch. The parent
+scratch), the process's peak RSS, the compile time, the median train step time, the
+minor page faults per timed train step (``ru_minflt``) and the median time of the eval
+step (``make_eval_step``) on the same batch. The parent
 prints each variant's medians over rounds and the median per-round ratio to the first
 variant (< 1: faster / smaller).
 
 A variant is ``name=FLAGS`` (``--variants``: appended to any ``XLA_FLAGS`` already set)
 or ``name=PATH`` (``--trees``: the ``csra_jax`` package is imported from that checkout,
-e.g. a ``git worktree`` of an earlier commit); the two lists combine as a product.
+e.g. a ``git worktree`` of an earlier commit) or ``name=KEY=VALUE;KEY=VALUE`` (``--envs``:
+environment variables of the child, e.g. ``CSRA_JAX_HOST_HEAP=system`` for glibc's
+default heap, see ``csra_jax.host_heap``); the lists combine as a product.
 """
 
 from __future__ import annotations
@@ -55,6 +59,9 @@ def parse_args(argv=None):
     p.add_argument("--trees", default="",
                    help="comma-separated name=PATH of checkouts to import csra_jax from "
                         "(default: this one)")
+    p.add_argument("--envs", default="",
+                   help="comma-separated name=KEY=VALUE;KEY=VALUE environments of the child "
+                        "(empty after name=: none added)")
     p.add_argument("--steps", type=int, default=5, help="timed steps per child")
     p.add_argument("--rounds", type=int, default=3, help="children per variant")
     p.add_argument("--quick", action="store_true", help="smoke: small_cnn@32 b4")
@@ -74,6 +81,17 @@ def _pairs(text: str, what: str):
         if not sep or not name.strip():
             raise SystemExit(f"{what}: {item!r} is not name=value")
         out.append((name.strip(), value.strip()))
+    return out
+
+
+def _env(text: str) -> dict:
+    """'A=1;B=2' -> {'A': '1', 'B': '2'}; '' -> {}."""
+    out = {}
+    for item in [s for s in text.split(";") if s.strip()]:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise SystemExit(f"--envs: {item!r} is not KEY=VALUE")
+        out[key.strip()] = value
     return out
 
 
@@ -97,11 +115,13 @@ def child(a) -> None:
     del variables, evaluate
     temp = runner.compiled.memory_analysis().temp_size_in_bytes
     common.timed(runner)
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     times = [common.timed(runner) for _ in range(a.steps)]
+    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / max(a.steps, 1)
     print("RESULT " + json.dumps({
         "package": os.path.dirname(csra_jax.__file__), "temp_gib": temp / 2 ** 30,
         "rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20,
-        "compile_s": compile_s, "step_s": statistics.median(times),
+        "compile_s": compile_s, "faults": faults, "step_s": statistics.median(times),
         "eval_s": statistics.median(eval_times)}), flush=True)
 
 
@@ -111,16 +131,17 @@ def main(argv=None) -> None:
         return child(a)
     flags = _pairs(a.variants, "--variants")
     trees = _pairs(a.trees, "--trees") or [("", "")]
-    variants = [(f"{fn}{'/' if fn and tn else ''}{tn}", fv, tv)
-                for fn, fv in flags for tn, tv in trees]
+    envs = [(n, _env(v)) for n, v in _pairs(a.envs, "--envs")] or [("", {})]
+    variants = [("/".join(n for n in (fn, tn, en) if n), fv, tv, ev)
+                for fn, fv in flags for tn, tv in trees for en, ev in envs]
     base_flags = os.environ.get("XLA_FLAGS", "")
     print(f"# {a.arch}@{a.size} batch {a.batch} {a.dtype}, train step, {a.steps} timed "
           f"steps per child, {a.rounds} rounds; XLA_FLAGS before: {base_flags or '(none)'}")
-    results = {name: [] for name, _, _ in variants}
+    results = {name: [] for name, *_ in variants}
     for r in range(a.rounds):
         order = variants[r % len(variants):] + variants[:r % len(variants)]
-        for name, fv, tv in order:
-            env = dict(os.environ, XLA_FLAGS=" ".join(f for f in (base_flags, fv) if f))
+        for name, fv, tv, ev in order:
+            env = dict(os.environ, XLA_FLAGS=" ".join(f for f in (base_flags, fv) if f), **ev)
             cmd = [sys.executable, os.path.abspath(__file__), "--child", tv or "",
                    "--arch", a.arch, "--size", str(a.size), "--batch", str(a.batch),
                    "--num_classes", str(a.num_classes), "--head", a.head,
@@ -133,7 +154,8 @@ def main(argv=None) -> None:
                 raise SystemExit(f"variant {name!r} failed (rc {out.returncode})")
             res = json.loads(line[0][len("RESULT "):])
             results[name].append(res)
-            print(f"# round {r + 1} {name}: step {res['step_s']:.3f}s, eval "
+            print(f"# round {r + 1} {name}: step {res['step_s']:.3f}s "
+                  f"({res['faults']:.0f} page faults), eval "
                   f"{res['eval_s']:.3f}s, temp "
                   f"{res['temp_gib']:.3f} GiB, RSS {res['rss_gib']:.2f} GiB, compile "
                   f"{res['compile_s']:.1f}s ({time.perf_counter() - t0:.0f}s, "
@@ -142,11 +164,12 @@ def main(argv=None) -> None:
     med = lambda name, key: statistics.median(x[key] for x in results[name])
     ratio = lambda name, key: statistics.median(
         x[key] / b[key] for x, b in zip(results[name], results[base]))
-    print("| variant | train step s | ratio | eval step s | ratio | temp GiB | ratio | "
-          "peak RSS GiB | compile s |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for name, _, _ in variants:
+    print("| variant | train step s | ratio | page faults / step | eval step s | ratio | "
+          "temp GiB | ratio | peak RSS GiB | compile s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name, *_ in variants:
         print(f"| {name} | {med(name, 'step_s'):.3f} | {ratio(name, 'step_s'):.3f} | "
+              f"{med(name, 'faults'):.0f} | "
               f"{med(name, 'eval_s'):.3f} | {ratio(name, 'eval_s'):.3f} | "
               f"{med(name, 'temp_gib'):.3f} | {ratio(name, 'temp_gib'):.3f} | "
               f"{med(name, 'rss_gib'):.2f} | {med(name, 'compile_s'):.1f} |")

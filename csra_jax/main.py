@@ -22,6 +22,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from csra_jax.cli_checks import check_workdir, fail, parse_flags
+from csra_jax.host_heap import keep_freed_host_memory
 from csra_jax.xla_flags import prefer_cpu_memory_scheduler
 
 if __name__ == "__main__":
@@ -55,6 +56,7 @@ def main(argv):
     except ValueError as e:
         fail(str(e))
     prefer_cpu_memory_scheduler()  # before any JAX computation starts a backend
+    keep_freed_host_memory()  # before XLA's threads take malloc arenas
     import jax
     if _want_distributed():
         jax.distributed.initialize()

@@ -30,13 +30,14 @@ def prefer_cpu_memory_scheduler(environ: Optional[MutableMapping[str, str]] = No
     current = environ.get("XLA_FLAGS", "")
     if CPU_SCHEDULER_FLAG in current:
         return False
-    if _backends_started():
+    if backends_started():
         return False
     environ["XLA_FLAGS"] = f"{current} {CPU_SCHEDULER_FLAG}=false".strip()
     return True
 
 
-def _backends_started() -> bool:
+def backends_started() -> bool:
+    """Whether JAX has started a backend (after which XLA_FLAGS and malloc settings are late)."""
     try:  # a private JAX helper (present since 0.4); without it, add the flag anyway:
         from jax._src.xla_bridge import backends_are_initialized  # noqa: PLC0415
     except ImportError:  # a flag XLA does not read is harmless

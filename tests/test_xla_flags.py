@@ -32,7 +32,7 @@ print("TEMP", compiled.memory_analysis().temp_size_in_bytes)
 
 def test_flag_is_appended_once_and_a_users_setting_wins(monkeypatch):
     # As in a fresh process (this one's backend may already be up from other tests).
-    monkeypatch.setattr(xla_flags, "_backends_started", lambda: False)
+    monkeypatch.setattr(xla_flags, "backends_started", lambda: False)
     env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
     assert prefer_cpu_memory_scheduler(env)
     assert env["XLA_FLAGS"] == ("--xla_force_host_platform_device_count=8 "
@@ -79,16 +79,20 @@ def test_the_training_cli_sets_it_before_jax_starts(monkeypatch, tmp_path):
     class Stop(Exception):
         pass
 
-    def record(environ=None):
-        calls.append(environ)
-        return True
+    def record(name):
+        def setter(environ=None):
+            calls.append((name, environ))
+            return True
+        return setter
 
     def stop():
         raise Stop
 
-    monkeypatch.setattr(cli, "prefer_cpu_memory_scheduler", record)
+    monkeypatch.setattr(cli, "prefer_cpu_memory_scheduler", record("xla_flags"))
+    monkeypatch.setattr(cli, "keep_freed_host_memory", record("host_heap"))
     monkeypatch.setattr(cli, "_want_distributed", stop)
     monkeypatch.setattr(cli, "_WORKDIR", types.SimpleNamespace(value=str(tmp_path)))
     with pytest.raises(Stop):
         cli.main(["python -m csra_jax.main"])
-    assert calls == [None]
+    # Both before jax.distributed / the first computation, on the process environment.
+    assert calls == [("xla_flags", None), ("host_heap", None)]

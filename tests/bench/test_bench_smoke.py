@@ -2,6 +2,7 @@
 not speed tests."""
 
 import os
+import platform
 import subprocess
 import sys
 
@@ -38,3 +39,20 @@ def test_vs_torch_quick_mode_prints_both_frameworks():
     for r in rows:  # ours img/s, torch img/s and the ratio are positive numbers
         assert float(r[5]) > 0 and float(r[6]) > 0 and float(r[8].strip().rstrip("x")) > 0
         assert r[7].strip() in ("default", "channels_last")
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc malloc only")
+def test_process_ab_envs_show_the_kept_heap_saves_page_faults():
+    """process_ab.py --envs: one child per environment; the library's heap setting
+    (csra_jax.host_heap) takes fewer page faults per train step than glibc's default."""
+    out = subprocess.run([sys.executable, os.path.join("bench", "process_ab.py"), "--quick",
+                          "--variants", "default=", "--rounds", "1",
+                          "--envs", "system=CSRA_JAX_HOST_HEAP=system,kept="], cwd=ROOT,
+                         capture_output=True, text=True, timeout=600,
+                         env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    rows = {r[0].strip(): r for r in (l.split("|")[1:-1] for l in out.stdout.splitlines()
+                                      if l.startswith("| default/"))}
+    assert set(rows) == {"default/system", "default/kept"}, out.stdout
+    faults = {name: float(r[3]) for name, r in rows.items()}
+    assert faults["default/kept"] < 0.5 * faults["default/system"], out.stdout

@@ -1,0 +1,89 @@
+"""Keep freed host memory in the process heap, so XLA:CPU steps do not page-fault it back.
+
+XLA:CPU allocates a compiled step's buffers with ``malloc`` on every call and frees them
+at the end. glibc serves blocks that large with a fresh ``mmap`` (or from a per-thread
+arena that it shrinks again on free), so every step touches its activations in newly
+mapped pages: a vit_b16 train step at batch 8 takes ~430,000 page faults (1.7 GB zeroed
+by the kernel per step). With one arena, no ``mmap`` for large blocks and no trimming,
+the freed blocks stay mapped and the next step reuses them: no page faults after the
+first step, and a faster step at the same peak memory (``bench/process_ab.py --envs
+system=CSRA_JAX_HOST_HEAP=system,kept=``; figures in ``bench/RESULTS.md``).
+
+The settings are glibc's ``mallopt`` parameters, set at run time (``M_ARENA_MAX`` 1,
+``M_MMAP_MAX`` 0, ``M_TRIM_THRESHOLD`` unlimited). The cost: the process keeps its peak
+heap until it exits instead of handing freed memory back to the system, and all threads
+share one malloc arena. It only helps where the CPU runs the model, so it is left off
+where JAX will use an accelerator (a GPU/TPU plugin or ``libtpu`` is installed, or
+``JAX_PLATFORMS`` does not start with ``cpu``): there device buffers are not host
+``malloc`` memory. Only glibc (Linux) is touched; elsewhere this is a no-op. The
+command-line tools call it before JAX starts its backends; set
+``CSRA_JAX_HOST_HEAP=system`` to keep glibc's defaults, or set ``GLIBC_TUNABLES`` malloc
+parameters yourself (yours win).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import importlib.metadata
+import importlib.util
+import os
+import pkgutil
+import platform
+from typing import Mapping, Optional
+
+from csra_jax.xla_flags import backends_started
+
+OPT_OUT_ENV = "CSRA_JAX_HOST_HEAP"
+# glibc's mallopt parameter numbers (malloc.h).
+M_TRIM_THRESHOLD, M_MMAP_MAX, M_ARENA_MAX = -1, -4, -8
+
+
+def keep_freed_host_memory(environ: Optional[Mapping[str, str]] = None) -> bool:
+    """Sets glibc's malloc to keep freed memory mapped; returns whether it did.
+
+    Does nothing (returns False) off glibc, where ``CSRA_JAX_HOST_HEAP=system``, where
+    ``GLIBC_TUNABLES`` already sets malloc parameters, where JAX will run on an
+    accelerator, or where a JAX backend has already started (its threads would keep the
+    arenas they hold).
+    """
+    environ = os.environ if environ is None else environ
+    if environ.get(OPT_OUT_ENV, "").strip().lower() == "system":
+        return False
+    if "glibc.malloc." in environ.get("GLIBC_TUNABLES", ""):
+        return False
+    if not jax_will_run_on_cpu(environ):
+        return False
+    libc = _glibc()
+    if libc is None or backends_started():
+        return False
+    # -1 as size_t: no trimming at all. Arena cap first, so new threads share the heap.
+    return all(libc.mallopt(p, v) == 1 for p, v in
+               ((M_ARENA_MAX, 1), (M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, -1)))
+
+
+def jax_will_run_on_cpu(environ: Mapping[str, str]) -> bool:
+    """Whether JAX's default backend will be the CPU, judged without starting JAX."""
+    platforms = environ.get("JAX_PLATFORMS", "").strip().lower()
+    if platforms:
+        return platforms.split(",")[0].strip() == "cpu"
+    if importlib.util.find_spec("libtpu") is not None:
+        return False
+    if importlib.metadata.entry_points(group="jax_plugins"):
+        return False  # e.g. jax_cuda12_plugin, jax_rocm plugins
+    try:  # the namespace-package way of shipping a plugin
+        import jax_plugins  # noqa: PLC0415
+    except ImportError:
+        return True
+    return not any(True for _ in pkgutil.iter_modules(jax_plugins.__path__))
+
+
+def _glibc():
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt.argtypes, libc.mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    except (OSError, AttributeError):
+        return None
+    return libc

@@ -1,0 +1,105 @@
+"""csra_jax.host_heap: freed host memory stays mapped, so reusing it takes no page faults.
+
+Each case that changes malloc runs in a fresh interpreter, so the test session's own
+heap is never touched.
+"""
+
+import json
+import os
+import platform
+import subprocess
+import sys
+
+import pytest
+
+from csra_jax import host_heap
+
+GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+SIZE = 256 * 2 ** 20  # above glibc's largest dynamic mmap threshold (32 MiB)
+
+# Allocates, touches and frees SIZE bytes twice from a worker thread (XLA allocates from
+# its threads) and reports the page faults of the second round and glibc's heap counters.
+PROBE = f"""
+import ctypes, json, resource, sys, threading
+from csra_jax.host_heap import keep_freed_host_memory
+set_ = keep_freed_host_memory({{}}) if sys.argv[1] == "kept" else False
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+class Info(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks",
+                "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc.mallinfo2.restype = Info
+out = {{"set": set_}}
+def work():
+    for round_ in range(2):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        mmapped = libc.mallinfo2().hblks  # blocks mmapped earlier, e.g. at start-up
+        p = libc.malloc({SIZE})
+        assert p, "malloc failed"
+        ctypes.memset(p, 1, {SIZE})
+        if round_ == 0:
+            out["mmapped_while_live"] = libc.mallinfo2().hblks - mmapped
+        libc.free(p)
+        out["faults"] = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+t = threading.Thread(target=work)
+t.start(); t.join()
+out["free_kept"] = libc.mallinfo2().fordblks
+print(json.dumps(out))
+"""
+
+
+def _probe(mode):
+    env = {k: v for k, v in os.environ.items()
+           if k not in (host_heap.OPT_OUT_ENV, "GLIBC_TUNABLES")}
+    out = subprocess.run([sys.executable, "-c", PROBE, mode], capture_output=True,
+                         text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(not GLIBC, reason="glibc malloc only")
+def test_freed_memory_is_reused_without_page_faults():
+    default, kept = _probe("default"), _probe("kept")
+    pages = SIZE // os.sysconf("SC_PAGE_SIZE")
+    # glibc's default: a fresh mmap per allocation, every page faulted in again.
+    assert default["mmapped_while_live"] >= 1 and default["faults"] > 0.9 * pages, default
+    # kept: served from the heap, the freed block stays mapped and is reused.
+    assert kept["set"] is True
+    assert kept["mmapped_while_live"] == 0, kept
+    assert kept["free_kept"] >= SIZE, kept
+    assert kept["faults"] < 0.01 * pages, kept
+
+
+@pytest.mark.parametrize("environ", [
+    {host_heap.OPT_OUT_ENV: "system"},
+    {host_heap.OPT_OUT_ENV: " System "},
+    {"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"},
+    {"JAX_PLATFORMS": "cuda"},
+    {"JAX_PLATFORMS": "tpu,cpu"},
+])
+def test_opt_outs_leave_malloc_alone(environ):
+    # Each returns before mallopt is called, so running in this process is safe.
+    assert host_heap.keep_freed_host_memory(environ) is False
+
+
+def test_accelerator_runs_are_left_alone(monkeypatch):
+    assert host_heap.jax_will_run_on_cpu({"JAX_PLATFORMS": "cpu"})
+    assert host_heap.jax_will_run_on_cpu({"JAX_PLATFORMS": " CPU ,cuda"})
+    assert not host_heap.jax_will_run_on_cpu({"JAX_PLATFORMS": "gpu"})
+    real = host_heap.importlib.util.find_spec
+    monkeypatch.setattr(host_heap.importlib.util, "find_spec",
+                        lambda name, *a: object() if name == "libtpu" else real(name, *a))
+    assert not host_heap.jax_will_run_on_cpu({})
+    assert host_heap.jax_will_run_on_cpu({"JAX_PLATFORMS": "cpu"})
+
+
+@pytest.mark.skipif(not GLIBC, reason="glibc malloc only")
+def test_too_late_once_a_backend_has_started():
+    code = ("import jax, jax.numpy as jnp; jnp.ones(1).block_until_ready();"
+            "from csra_jax.host_heap import keep_freed_host_memory;"
+            "print(keep_freed_host_memory({}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "False"
