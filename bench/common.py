@@ -36,11 +36,11 @@ try:  # what `python -m csra_jax.main` sets, so benchmarks time the steps it run
 except ImportError:  # an older checkout, imported by process_ab.py --trees
     prefer_cpu_memory_scheduler = lambda: False  # noqa: E731
 prefer_cpu_memory_scheduler()
-try:  # likewise: freed host memory stays mapped (no page faults per step)
-    from csra_jax.host_heap import keep_freed_host_memory  # noqa: E402
+try:  # likewise CSRA_JAX_HOST_HEAP (kept: freed host memory stays mapped)
+    from csra_jax.host_heap import configure_host_heap  # noqa: E402
 except ImportError:  # an older checkout
-    keep_freed_host_memory = lambda: False  # noqa: E731
-keep_freed_host_memory()
+    configure_host_heap = lambda: False  # noqa: E731
+configure_host_heap()
 
 DTYPES = {"float32": jnp.float32, "fp32": jnp.float32, "bfloat16": jnp.bfloat16,
           "bf16": jnp.bfloat16}

@@ -3,7 +3,7 @@
   python bench/process_ab.py --variants "concurrency=--xla_cpu_enable_concurrency_optimized_scheduler=true,default="
   python bench/process_ab.py --arch resnet101 --size 448 --batch 4 --steps 3 --rounds 3
   python bench/process_ab.py --trees before=/tmp/base_checkout,after=.   # two checkouts
-  python bench/process_ab.py --envs "system=CSRA_JAX_HOST_HEAP=system,kept="  # environment
+  python bench/process_ab.py --envs "system=,kept=CSRA_JAX_HOST_HEAP=kept"     # environment
   python bench/process_ab.py --quick                                   # smoke, < 1 minute
 
 Children import bench/common.py, which sets what ``python -m csra_jax.main`` sets
@@ -26,8 +26,8 @@ variant (< 1: faster / smaller).
 A variant is ``name=FLAGS`` (``--variants``: appended to any ``XLA_FLAGS`` already set)
 or ``name=PATH`` (``--trees``: the ``csra_jax`` package is imported from that checkout,
 e.g. a ``git worktree`` of an earlier commit) or ``name=KEY=VALUE;KEY=VALUE`` (``--envs``:
-environment variables of the child, e.g. ``CSRA_JAX_HOST_HEAP=system`` for glibc's
-default heap, see ``csra_jax.host_heap``); the lists combine as a product.
+environment variables of the child, e.g. ``CSRA_JAX_HOST_HEAP=kept`` for the heap that
+keeps freed memory mapped, see ``csra_jax.host_heap``); the lists combine as a product.
 """
 
 from __future__ import annotations

@@ -4,21 +4,24 @@ XLA:CPU allocates a compiled step's buffers with ``malloc`` on every call and fr
 at the end. glibc serves blocks that large with a fresh ``mmap`` (or from a per-thread
 arena that it shrinks again on free), so every step touches its activations in newly
 mapped pages: a vit_b16 train step at batch 8 takes ~430,000 page faults (1.7 GB zeroed
-by the kernel per step). With one arena, no ``mmap`` for large blocks and no trimming,
-the freed blocks stay mapped and the next step reuses them: no page faults after the
-first step, and a faster step at the same peak memory (``bench/process_ab.py --envs
-system=CSRA_JAX_HOST_HEAP=system,kept=``; figures in ``bench/RESULTS.md``).
+by the kernel per step). With one malloc arena, no ``mmap`` for large blocks and no
+trimming, the freed blocks stay mapped and the next step reuses them: no page faults
+after the first step.
+
+It is opt-in, because the one arena is a cost too: every thread takes the same malloc
+lock. Measured with ``bench/process_ab.py --envs system=,kept=CSRA_JAX_HOST_HEAP=kept``
+(figures in ``bench/RESULTS.md``): the train step of the large models runs faster
+(vit_b16@224 b8, resnet101@448 b4), the small CNN of the demo, with many small
+operations, slower. Set ``CSRA_JAX_HOST_HEAP=kept`` for ``python -m csra_jax.main`` and
+the benchmarks (they call :func:`configure_host_heap` before JAX starts), or call
+:func:`keep_freed_host_memory` in your own script before the first JAX computation.
 
 The settings are glibc's ``mallopt`` parameters, set at run time (``M_ARENA_MAX`` 1,
-``M_MMAP_MAX`` 0, ``M_TRIM_THRESHOLD`` unlimited). The cost: the process keeps its peak
-heap until it exits instead of handing freed memory back to the system, and all threads
-share one malloc arena. It only helps where the CPU runs the model, so it is left off
-where JAX will use an accelerator (a GPU/TPU plugin or ``libtpu`` is installed, or
-``JAX_PLATFORMS`` does not start with ``cpu``): there device buffers are not host
-``malloc`` memory. Only glibc (Linux) is touched; elsewhere this is a no-op. The
-command-line tools call it before JAX starts its backends; set
-``CSRA_JAX_HOST_HEAP=system`` to keep glibc's defaults, or set ``GLIBC_TUNABLES`` malloc
-parameters yourself (yours win).
+``M_MMAP_MAX`` 0, ``M_TRIM_THRESHOLD`` unlimited); the process keeps its peak heap until
+it exits. Only glibc (Linux) is touched, and only where JAX will run on the CPU (no
+GPU/TPU plugin or ``libtpu`` installed, or ``JAX_PLATFORMS`` starting with ``cpu``):
+device buffers are not host ``malloc`` memory. ``GLIBC_TUNABLES`` malloc settings of
+your own win.
 """
 
 from __future__ import annotations
@@ -34,22 +37,33 @@ from typing import Mapping, Optional
 
 from csra_jax.xla_flags import backends_started
 
-OPT_OUT_ENV = "CSRA_JAX_HOST_HEAP"
+ENV = "CSRA_JAX_HOST_HEAP"
+CHOICES = ("system", "kept")  # glibc's defaults (the default) / keep_freed_host_memory()
 # glibc's mallopt parameter numbers (malloc.h).
 M_TRIM_THRESHOLD, M_MMAP_MAX, M_ARENA_MAX = -1, -4, -8
+
+
+def configure_host_heap(environ: Optional[Mapping[str, str]] = None) -> bool:
+    """Applies ``CSRA_JAX_HOST_HEAP``: ``kept`` calls :func:`keep_freed_host_memory`,
+    ``system`` or unset leaves malloc alone. Returns whether the heap was changed;
+    raises ``ValueError`` naming the variable for any other value."""
+    environ = os.environ if environ is None else environ
+    value = environ.get(ENV, "").strip().lower() or "system"
+    if value not in CHOICES:
+        raise ValueError(f"{ENV}={environ.get(ENV)!r} is not one of {', '.join(CHOICES)}: "
+                         "'kept' keeps freed host memory mapped (faster large-model steps "
+                         "on CPU), 'system' keeps glibc's defaults")
+    return value == "kept" and keep_freed_host_memory(environ)
 
 
 def keep_freed_host_memory(environ: Optional[Mapping[str, str]] = None) -> bool:
     """Sets glibc's malloc to keep freed memory mapped; returns whether it did.
 
-    Does nothing (returns False) off glibc, where ``CSRA_JAX_HOST_HEAP=system``, where
-    ``GLIBC_TUNABLES`` already sets malloc parameters, where JAX will run on an
-    accelerator, or where a JAX backend has already started (its threads would keep the
-    arenas they hold).
+    Does nothing (returns False) off glibc, where ``GLIBC_TUNABLES`` already sets malloc
+    parameters, where JAX will run on an accelerator, or where a JAX backend has already
+    started (its threads would keep the arenas they hold).
     """
     environ = os.environ if environ is None else environ
-    if environ.get(OPT_OUT_ENV, "").strip().lower() == "system":
-        return False
     if "glibc.malloc." in environ.get("GLIBC_TUNABLES", ""):
         return False
     if not jax_will_run_on_cpu(environ):

@@ -22,7 +22,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from csra_jax.cli_checks import check_workdir, fail, parse_flags
-from csra_jax.host_heap import keep_freed_host_memory
+from csra_jax.host_heap import configure_host_heap
 from csra_jax.xla_flags import prefer_cpu_memory_scheduler
 
 if __name__ == "__main__":
@@ -56,7 +56,10 @@ def main(argv):
     except ValueError as e:
         fail(str(e))
     prefer_cpu_memory_scheduler()  # before any JAX computation starts a backend
-    keep_freed_host_memory()  # before XLA's threads take malloc arenas
+    try:  # CSRA_JAX_HOST_HEAP, before XLA's threads take malloc arenas
+        configure_host_heap()
+    except ValueError as e:
+        fail(str(e))
     import jax
     if _want_distributed():
         jax.distributed.initialize()

@@ -5,6 +5,7 @@ heap is never touched.
 """
 
 import json
+import types
 import os
 import platform
 import subprocess
@@ -13,6 +14,7 @@ import sys
 import pytest
 
 from csra_jax import host_heap
+from csra_jax import main as cli
 
 GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 SIZE = 256 * 2 ** 20  # above glibc's largest dynamic mmap threshold (32 MiB)
@@ -51,7 +53,7 @@ print(json.dumps(out))
 
 def _probe(mode):
     env = {k: v for k, v in os.environ.items()
-           if k not in (host_heap.OPT_OUT_ENV, "GLIBC_TUNABLES")}
+           if k not in (host_heap.ENV, "GLIBC_TUNABLES")}
     out = subprocess.run([sys.executable, "-c", PROBE, mode], capture_output=True,
                          text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -72,15 +74,29 @@ def test_freed_memory_is_reused_without_page_faults():
 
 
 @pytest.mark.parametrize("environ", [
-    {host_heap.OPT_OUT_ENV: "system"},
-    {host_heap.OPT_OUT_ENV: " System "},
     {"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"},
     {"JAX_PLATFORMS": "cuda"},
     {"JAX_PLATFORMS": "tpu,cpu"},
 ])
-def test_opt_outs_leave_malloc_alone(environ):
+def test_user_tunables_and_accelerators_leave_malloc_alone(environ):
     # Each returns before mallopt is called, so running in this process is safe.
     assert host_heap.keep_freed_host_memory(environ) is False
+    assert host_heap.configure_host_heap(dict(environ, CSRA_JAX_HOST_HEAP="kept")) is False
+
+
+@pytest.mark.parametrize("value", [None, "", "system", " System "])
+def test_glibc_defaults_unless_asked(value, monkeypatch):
+    calls = []
+    monkeypatch.setattr(host_heap, "keep_freed_host_memory", lambda env: calls.append(env))
+    environ = {} if value is None else {host_heap.ENV: value}
+    assert host_heap.configure_host_heap(environ) is False and not calls
+
+
+def test_kept_is_passed_on_and_a_typo_is_named(monkeypatch):
+    monkeypatch.setattr(host_heap, "keep_freed_host_memory", lambda env: True)
+    assert host_heap.configure_host_heap({host_heap.ENV: " Kept "}) is True
+    with pytest.raises(ValueError, match=r"CSRA_JAX_HOST_HEAP='keep' is not one of system, kept"):
+        host_heap.configure_host_heap({host_heap.ENV: "keep"})
 
 
 def test_accelerator_runs_are_left_alone(monkeypatch):
@@ -103,3 +119,13 @@ def test_too_late_once_a_backend_has_started():
                          timeout=120, env=dict(os.environ, JAX_PLATFORMS="cpu"))
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_the_training_cli_names_a_bad_value(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(cli, "prefer_cpu_memory_scheduler", lambda: False)
+    monkeypatch.setattr(cli, "_WORKDIR", types.SimpleNamespace(value=str(tmp_path)))
+    monkeypatch.setenv(host_heap.ENV, "on")
+    with pytest.raises(SystemExit) as e:
+        cli.main(["python -m csra_jax.main"])
+    assert e.value.code == 2
+    assert "CSRA_JAX_HOST_HEAP='on' is not one of system, kept" in capsys.readouterr().err

@@ -89,7 +89,7 @@ def test_the_training_cli_sets_it_before_jax_starts(monkeypatch, tmp_path):
         raise Stop
 
     monkeypatch.setattr(cli, "prefer_cpu_memory_scheduler", record("xla_flags"))
-    monkeypatch.setattr(cli, "keep_freed_host_memory", record("host_heap"))
+    monkeypatch.setattr(cli, "configure_host_heap", record("host_heap"))
     monkeypatch.setattr(cli, "_want_distributed", stop)
     monkeypatch.setattr(cli, "_WORKDIR", types.SimpleNamespace(value=str(tmp_path)))
     with pytest.raises(Stop):
