@@ -3,12 +3,15 @@
 
   python bench/conv_backward.py --rounds 8
   python bench/conv_backward.py --parts --shapes small_cnn   # XLA's fwd / dx / dw apart
+  python bench/conv_backward.py --forward_forms              # the forward as GEMMs?
 
 One process, calls interleaved round-robin (start rotates each round); prints the median
 time of ``jax.grad`` of sum(conv(x, w)^2) w.r.t. (x, w), the median per-round ratio to
 XLA's, and the largest gradient difference relative to XLA's. ``--parts`` instead times
 XLA's forward, its input gradient alone and its weight gradient alone (each from a
-fixed cotangent) and prints their GFLOP/s.
+fixed cotangent) and prints their GFLOP/s. ``--forward_forms`` times XLA's forward
+against the same convolution written as GEMMs: one per kernel tap over the shifted input
+window, summed, and one over the nine windows concatenated (im2col).
 """
 
 from __future__ import annotations
@@ -69,6 +72,37 @@ def parts(shape, rounds):
     print(f"{b}x{h}x{wd}x{c}->{o} s{s} ({gflop:.2f} GFLOP each): " + ", ".join(cells), flush=True)
 
 
+def _windows(x, stride):
+    """The nine shifted (strided) windows of a 3x3, pad-1 convolution's input."""
+    b, h, wd, _ = x.shape
+    ho, wo = (h - 1) // stride + 1, (wd - 1) // stride + 1
+    xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    return [xp[:, i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride]
+            for i in range(3) for j in range(3)]
+
+
+def forward_forms(shape, rounds):
+    """XLA's 3x3 forward vs per-tap GEMMs vs one im2col GEMM, same inputs."""
+    b, h, wd, c, o, s = shape
+    x = jax.random.normal(jax.random.key(0), (b, h, wd, c))
+    w = jax.random.normal(jax.random.key(1), (3, 3, c, o)) * 0.05
+    taps = lambda x, w: sum(jnp.einsum("nhwc,co->nhwo", v, w[k // 3, k % 3])
+                            for k, v in enumerate(_windows(x, s)))
+    im2col = lambda x, w: jnp.einsum("nhwk,ko->nhwo", jnp.concatenate(_windows(x, s), -1),
+                                     w.reshape(9 * c, o))
+    fns = {"xla": jax.jit(lambda x, w: xla_conv(x, w, s, 1)), "taps": jax.jit(taps),
+           "im2col": jax.jit(im2col)}
+    ref = fns["xla"](x, w)
+    err = {k: float(jnp.max(jnp.abs(f(x, w) - ref)) / jnp.max(jnp.abs(ref)))
+           for k, f in fns.items()}
+    ts = interleaved(fns, (x, w), rounds)
+    gflop = 2 * ref.size * 9 * c / 1e9
+    cells = [f"{k} {1e3 * statistics.median(v):.1f} ms ({gflop / statistics.median(v):.0f} "
+             f"GFLOP/s, ratio {statistics.median(a_ / b_ for a_, b_ in zip(v, ts['xla'])):.2f},"
+             f" diff {err[k]:.0e})" for k, v in ts.items()]
+    print(f"{b}x{h}x{wd}x{c}->{o} s{s}: " + "; ".join(cells), flush=True)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rounds", type=int, default=8)
@@ -76,7 +110,15 @@ def main():
     p.add_argument("--shapes", default="resnet101", choices=sorted(SHAPES))
     p.add_argument("--parts", action="store_true",
                    help="time XLA's forward, input gradient and weight gradient apart")
+    p.add_argument("--forward_forms", action="store_true",
+                   help="time XLA's forward against per-tap and im2col GEMMs")
     a = p.parse_args()
+    if a.forward_forms:
+        print(f"# {jax.devices()[0].platform}, {a.rounds} interleaved rounds; ratio = "
+              "median per-round time / xla's (< 1: faster)")
+        for shape in SHAPES[a.shapes]:
+            forward_forms(shape, a.rounds)
+        return
     if a.parts:
         print(f"# {jax.devices()[0].platform}, {a.rounds} interleaved rounds, XLA's own conv")
         for shape in SHAPES[a.shapes]:
