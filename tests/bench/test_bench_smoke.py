@@ -13,7 +13,7 @@ from repo_root import ROOT
 
 @pytest.mark.parametrize("script", ["head_overhead.py", "train_throughput.py",
                                     "conv_impl_ab.py", "pool_backward.py",
-                                    "process_ab.py", "first_epoch_probe.py"])
+                                    "first_epoch_probe.py"])
 def test_bench_quick_mode_runs(script):
     out = subprocess.run([sys.executable, os.path.join("bench", script), "--quick"], cwd=ROOT,
                          capture_output=True, text=True, timeout=600,
@@ -43,14 +43,16 @@ def test_vs_torch_quick_mode_prints_both_frameworks():
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc malloc only")
 def test_process_ab_envs_show_the_kept_heap_saves_page_faults():
-    """process_ab.py --envs: one child per environment; the library's heap setting
-    (CSRA_JAX_HOST_HEAP=kept) takes fewer page faults per train step than glibc's default."""
+    """process_ab.py --quick --envs (its smoke test): one child per environment; the
+    library's heap setting (CSRA_JAX_HOST_HEAP=kept) takes fewer page faults per train
+    step than glibc's default."""
     out = subprocess.run([sys.executable, os.path.join("bench", "process_ab.py"), "--quick",
                           "--variants", "default=", "--rounds", "1",
                           "--envs", "system=,kept=CSRA_JAX_HOST_HEAP=kept"], cwd=ROOT,
                          capture_output=True, text=True, timeout=600,
                          env=dict(os.environ, JAX_PLATFORMS="cpu"))
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert " failed: " not in out.stderr, out.stderr[-2000:]
     rows = {r[0].strip(): r for r in (l.split("|")[1:-1] for l in out.stdout.splitlines()
                                       if l.startswith("| default/"))}
     assert set(rows) == {"default/system", "default/kept"}, out.stdout
