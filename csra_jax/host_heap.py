@@ -18,7 +18,8 @@ the benchmarks (they call :func:`configure_host_heap` before JAX starts), or cal
 
 The settings are glibc's ``mallopt`` parameters, set at run time (``M_ARENA_MAX`` 1,
 ``M_MMAP_MAX`` 0, ``M_TRIM_THRESHOLD`` unlimited); the process keeps its peak heap until
-it exits. Only glibc (Linux) is touched, and only where JAX will run on the CPU (no
+it exits, and where other allocations split a freed block between steps the heap grows
+by one step's buffers. Only glibc (Linux) is touched, and only where JAX will run on the CPU (no
 GPU/TPU plugin or ``libtpu`` installed, or ``JAX_PLATFORMS`` starting with ``cpu``):
 device buffers are not host ``malloc`` memory. ``GLIBC_TUNABLES`` malloc settings of
 your own win.
