@@ -5,11 +5,11 @@ heap is never touched.
 """
 
 import json
-import types
 import os
 import platform
 import subprocess
 import sys
+import types
 
 import pytest
 
