@@ -11,7 +11,9 @@ XLA's, and the largest gradient difference relative to XLA's. ``--parts`` instea
 XLA's forward, its input gradient alone and its weight gradient alone (each from a
 fixed cotangent) and prints their GFLOP/s. ``--forward_forms`` times XLA's forward
 against the same convolution written as GEMMs: one per kernel tap over the shifted input
-window, summed, and one over the nine windows concatenated (im2col).
+window, summed, and one over the nine windows concatenated (im2col); and, for stride 1,
+Winograd F(2x2, 3x3) (``csra_jax.models.winograd``, also timed in the default mode with
+its written-out backward).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from csra_jax.models.conv import conv2d_gemm_vjp
+from csra_jax.models.winograd import conv3x3_winograd
 
 # (batch, H, W, C_in, C_out, stride): the 3x3 convs of resnet101's four stages at 448.
 SHAPES = {
@@ -92,6 +95,8 @@ def forward_forms(shape, rounds):
                                      w.reshape(9 * c, o))
     fns = {"xla": jax.jit(lambda x, w: xla_conv(x, w, s, 1)), "taps": jax.jit(taps),
            "im2col": jax.jit(im2col)}
+    if s == 1:
+        fns["winograd"] = jax.jit(conv3x3_winograd)
     ref = fns["xla"](x, w)
     err = {k: float(jnp.max(jnp.abs(f(x, w) - ref)) / jnp.max(jnp.abs(ref)))
            for k, f in fns.items()}
@@ -134,8 +139,11 @@ def main():
         kx, kw = jax.random.split(jax.random.key(0))
         x = jax.random.normal(kx, (b, h, wd, c))
         w = jax.random.normal(kw, (3, 3, c, o)) * 0.05
+        stride_variants = dict(variants)
+        if s == 1:
+            stride_variants["winograd"] = lambda x, w, s, p: conv3x3_winograd(x, w, 2)
         fns = {k: jax.jit(jax.grad(lambda x, w, f=f: jnp.sum(f(x, w, s, 1) ** 2), (0, 1)))
-               for k, f in variants.items()}
+               for k, f in stride_variants.items()}
         ref = fns["xla"](x, w)
         err = {k: max(float(jnp.max(jnp.abs(u - v)) / jnp.max(jnp.abs(u)))
                       for u, v in zip(ref, f(x, w))) for k, f in fns.items()}

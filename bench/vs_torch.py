@@ -452,9 +452,9 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=int, default=1, help="untimed rounds after compiling")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
                    help="our compute dtype (params stay float32); torch is always float32")
-    p.add_argument("--conv_impl", default=None, choices=["auto", "xla", "gemm", "gemm_vjp"],
+    p.add_argument("--conv_impl", default=None, choices=["auto", "xla", "gemm", "gemm_vjp", "winograd"],
                    help="our ResNets' conv lowering (default: the library's, 'auto')")
-    p.add_argument("--ab_conv_impl", default=None, choices=["xla", "gemm", "gemm_vjp"],
+    p.add_argument("--ab_conv_impl", default=None, choices=["xla", "gemm", "gemm_vjp", "winograd"],
                    help="A/B lever: also time ours with this conv_impl in the same "
                         "interleaved rounds (same weights); prints the paired ratio")
     p.add_argument("--threads", type=int, default=os.cpu_count(),

@@ -45,7 +45,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.drop_rate = 0.0        # ViT only
     c.model.drop_path_rate = 0.0   # ViT and EfficientNet (torchvision trains B3 with 0.2)
     c.model.remat = False          # rematerialise blocks (memory for compute)
-    c.model.conv_impl = "auto"     # ResNet/small_cnn convs: "gemm_vjp" (CPU), "xla" (GPU/TPU), "gemm"
+    c.model.conv_impl = "auto"     # ResNet/small_cnn convs: "winograd" (CPU), "xla" (GPU/TPU),
+    #                                "gemm", "gemm_vjp" (csra_jax.models.resnet)
     c.model.pool_impl = "auto"     # their max-pools' backward: "masked" (CPU), "xla" (GPU/TPU)
     for field, default in config_defaults().items():  # a model file's own options
         if field not in c.model:

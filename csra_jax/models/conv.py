@@ -50,7 +50,8 @@ def _tile_weight_grad(xt, gt, kh, kw, stride, span_h, span_w):
     return jnp.stack(taps).reshape(kh, kw, cin, cout)
 
 
-def _weight_grad(x, g, kh, kw, stride, pad, batch_tile):
+def weight_grad(x, g, kh, kw, stride, pad, batch_tile):
+    """dw of a (kh, kw) convolution of ``x`` whose output gradient is ``g``, as GEMMs."""
     b, ho, wo, cout = g.shape
     cin = x.shape[-1]
     xp = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
@@ -84,7 +85,7 @@ def _input_grad(g, w, x_shape, stride, pad):
 
 def _bwd(stride, pad, batch_tile, res, g):
     x, w = res
-    dw = _weight_grad(x, g, w.shape[0], w.shape[1], stride, pad, batch_tile)
+    dw = weight_grad(x, g, w.shape[0], w.shape[1], stride, pad, batch_tile)
     return _input_grad(g, w, x.shape, stride, pad).astype(x.dtype), dw.astype(w.dtype)
 
 
@@ -103,6 +104,9 @@ class ConvGemmVJP(nn.Module):
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
     kernel_init: Callable = nn.initializers.lecun_normal()
+    # 3x3, stride-1, pad-1 convolutions with at least this many input and output channels
+    # run by Winograd F(2x2, 3x3) (``csra_jax.models.winograd``); 0: never.
+    winograd_min_channels: int = 0
 
     @nn.compact
     def __call__(self, x):
@@ -110,4 +114,8 @@ class ConvGemmVJP(nn.Module):
         kernel = self.param("kernel", self.kernel_init, (k, k, x.shape[-1], self.features),
                             self.param_dtype)
         x, kernel = nn.dtypes.promote_dtype(x, kernel, dtype=self.dtype)
+        if (self.winograd_min_channels and (k, self.stride, self.pad) == (3, 1, 1)
+                and min(x.shape[-1], self.features) >= self.winograd_min_channels):
+            from csra_jax.models.winograd import conv3x3_winograd  # it imports this module
+            return conv3x3_winograd(x, kernel, self.batch_tile)
         return conv2d_gemm_vjp(x, kernel, self.stride, self.pad, self.batch_tile)

@@ -11,11 +11,14 @@ which XLA's CPU backend runs through its GEMM path, 1.3-3x faster than its 1x1
 convolutions, forward and backward; ``"gemm_vjp"``: as ``"gemm"``, and the 3x3/7x7
 convolutions' weight gradient written out as per-tap GEMMs scanned over batch tiles
 (``csra_jax.models.conv``; XLA's CPU weight-gradient convolution runs far below its
-forward speed, ``bench/conv_backward.py``). ``"auto"`` (default) is ``"gemm_vjp"`` on a
-single CPU device, ``"gemm"`` on several CPU devices, and ``"xla"`` on GPU/TPU (cuDNN /
-TPU convolutions are already GEMM-speed). The 3x3/7x7 forward is XLA's convolution in
-every choice; the 1x1-as-dot and the written-out gradients differ from XLA's by float
-rounding only. Parameters are identical: a ``kernel`` of shape (k, k, in, out) under the
+forward speed, ``bench/conv_backward.py``); ``"winograd"``: as ``"gemm_vjp"``,
+and the 3x3 stride-1 convolutions with at least ``WINOGRAD_MIN_CHANNELS`` channels in and
+out (layer3/layer4) by Winograd F(2x2, 3x3) (``csra_jax.models.winograd``: 2.25x fewer
+FLOPs, float rounding differs from a direct convolution's). ``"auto"`` (default) is
+``"winograd"`` on a single CPU device, ``"gemm"`` on several CPU devices, and ``"xla"`` on
+GPU/TPU (cuDNN / TPU convolutions are already GEMM-speed). The 3x3/7x7 forward is XLA's
+convolution in every choice but those Winograd ones; the 1x1-as-dot and the written-out
+gradients differ from XLA's by float rounding only. Parameters are identical: a ``kernel`` of shape (k, k, in, out) under the
 same module name. ``pool_impl`` picks the stem max-pool's backward
 (``csra_jax.models.pooling``: ``"auto"`` is ``"masked"`` on CPU, ``"xla"`` on
 GPU/TPU; gradients bit-identical to XLA's and torch's).
@@ -47,7 +50,10 @@ ARCH_SETTINGS = {
 }
 
 
-CONV_IMPLS = ("auto", "xla", "gemm", "gemm_vjp")
+CONV_IMPLS = ("auto", "xla", "gemm", "gemm_vjp", "winograd")
+# "winograd": the 3x3 stride-1 convs with at least this many channels in and out (where
+# it measured faster on CPU: layer3/layer4 of a bottleneck ResNet).
+WINOGRAD_MIN_CHANNELS = 256
 
 
 def resolve_conv_impl(conv_impl: str) -> str:
@@ -58,7 +64,9 @@ def resolve_conv_impl(conv_impl: str) -> str:
             return "xla"
         # The written-out backward scans over batch tiles; over a batch sharded across
         # several CPU devices that scan would gather the batch, so it is single-device only.
-        return "gemm_vjp" if jax.device_count() == 1 else "gemm"
+        # Winograd on top: resnet101@448 eval and train steps 0.92x / 0.91x the time of
+        # "gemm_vjp" (bench/vs_torch.py --ab_conv_impl winograd).
+        return "winograd" if jax.device_count() == 1 else "gemm"
     return conv_impl
 
 
@@ -82,11 +90,12 @@ class Conv1x1(nn.Module):
 
 
 def _conv(features, kernel, stride, pad, dtype, param_dtype, name, impl="xla"):
-    if kernel == 1 and pad == 0 and impl in ("gemm", "gemm_vjp"):
+    if kernel == 1 and pad == 0 and impl in ("gemm", "gemm_vjp", "winograd"):
         return Conv1x1(features, stride, dtype=dtype, param_dtype=param_dtype, name=name)
-    if impl == "gemm_vjp":
+    if impl in ("gemm_vjp", "winograd"):
         return ConvGemmVJP(features, kernel, stride, pad, dtype=dtype,
-                           param_dtype=param_dtype, kernel_init=_conv_init, name=name)
+                           param_dtype=param_dtype, kernel_init=_conv_init, name=name,
+                           winograd_min_channels=WINOGRAD_MIN_CHANNELS * (impl == "winograd"))
     return nn.Conv(features, (kernel, kernel), strides=(stride, stride),
                    padding=((pad, pad), (pad, pad)), use_bias=False, dtype=dtype,
                    param_dtype=param_dtype, kernel_init=_conv_init, name=name)
@@ -104,7 +113,7 @@ class BasicBlock(nn.Module):
     downsample: bool = False
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
-    conv_impl: str = "xla"  # resolved: "xla", "gemm" or "gemm_vjp"
+    conv_impl: str = "xla"  # resolved: "xla", "gemm", "gemm_vjp" or "winograd"
     expansion = 1
 
     @nn.compact
@@ -127,7 +136,7 @@ class Bottleneck(nn.Module):
     downsample: bool = False
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
-    conv_impl: str = "xla"  # resolved: "xla", "gemm" or "gemm_vjp"
+    conv_impl: str = "xla"  # resolved: "xla", "gemm", "gemm_vjp" or "winograd"
     expansion = 4
 
     @nn.compact
@@ -152,7 +161,7 @@ class ResNet(nn.Module):
       block: "basic" or "bottleneck".
       layers: blocks per stage.
       remat: rematerialise each block in the backward pass (saves activation memory).
-      conv_impl: "auto" | "xla" | "gemm" | "gemm_vjp", how convolutions are lowered
+      conv_impl: "auto" | "xla" | "gemm" | "gemm_vjp" | "winograd", how convolutions are lowered
         (see above).
       return_stages: also return the outputs of layer1..layer4 (for heads that attend to
         intermediate depths); the default path returns only the last map.

@@ -1,5 +1,6 @@
-"""ResNet convolutions as GEMMs (``conv_impl="gemm"``: 1x1 as dots; ``"gemm_vjp"``, the
-single-CPU default: also the 3x3/7x7 weight gradients) vs XLA convs: same parameters,
+"""ResNet convolutions as GEMMs (``conv_impl="gemm"``: 1x1 as dots; ``"gemm_vjp"``: also the
+3x3/7x7 weight gradients; ``"winograd"``, the single-CPU default: also the wide
+stride-1 3x3 convs by Winograd F(2x2, 3x3)) vs XLA convs: same parameters,
 same outputs and gradients, all equal to torchvision."""
 
 import jax
@@ -22,16 +23,16 @@ def _images(size, batch=2, seed=0):
 
 
 def test_auto_resolves_by_backend_and_rejects_unknown():
-    cpu = "gemm_vjp" if jax.device_count() == 1 else "gemm"
+    cpu = "winograd" if jax.device_count() == 1 else "gemm"
     assert resnet_lib.resolve_conv_impl("auto") == (
         cpu if jax.default_backend() == "cpu" else "xla")
     assert resnet_lib.resolve_conv_impl("xla") == "xla"
     with pytest.raises(ValueError, match="conv_impl"):
-        create_model("resnet18", 5, img_size=32, conv_impl="winograd").init(
+        create_model("resnet18", 5, img_size=32, conv_impl="fft").init(
             jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
 
 
-@pytest.mark.parametrize("conv_impl", ["xla", "gemm", "gemm_vjp"])
+@pytest.mark.parametrize("conv_impl", ["xla", "gemm", "gemm_vjp", "winograd"])
 def test_each_conv_impl_matches_torchvision(conv_impl):
     """resnet50 (bottleneck 1x1s and strided 1x1 downsamples) in eval and train mode."""
     torch.manual_seed(0)
@@ -50,11 +51,11 @@ def test_each_conv_impl_matches_torchvision(conv_impl):
 def test_gemm_impls_and_xla_share_params_and_gradients():
     images = jnp.asarray(_images(64, batch=4, seed=1))
     models = {i: create_model("resnet50", 7, num_heads=2, lam=0.3, img_size=64, conv_impl=i)
-              for i in ("xla", "gemm", "gemm_vjp")}
+              for i in ("xla", "gemm", "gemm_vjp", "winograd")}
     shapes = {i: jax.tree.map(jnp.shape, jax.eval_shape(m.init, jax.random.key(0), images))
               for i, m in models.items()}
     # names and shapes: converters work for all
-    assert shapes["xla"] == shapes["gemm"] == shapes["gemm_vjp"]
+    assert shapes["xla"] == shapes["gemm"] == shapes["gemm_vjp"] == shapes["winograd"]
     variables = jax.jit(models["xla"].init)(jax.random.key(0), images)
 
     # Gradients with frozen BN statistics: train-mode gradients of this tiny config
@@ -66,6 +67,7 @@ def test_gemm_impls_and_xla_share_params_and_gradients():
                                                            images)))
         return jax.jit(jax.grad(loss))(variables["params"])
 
+    # ("winograd" rounds differently: test_conv_winograd.py compares it to float64.)
     g_xla = jax.tree.leaves(grads(models["xla"]))
     for impl in ("gemm", "gemm_vjp"):
         for a, b in zip(g_xla, jax.tree.leaves(grads(models[impl]))):
