@@ -18,10 +18,10 @@ FLOPs, float rounding differs from a direct convolution's). ``"auto"`` (default)
 ``"winograd"`` on a single CPU device, ``"gemm"`` on several CPU devices, and ``"xla"`` on
 GPU/TPU (cuDNN / TPU convolutions are already GEMM-speed). The 3x3/7x7 forward is XLA's
 convolution in every choice but those Winograd ones; the 1x1-as-dot and the written-out
-gradients differ from XLA's by float rounding only. Parameters are identical: a ``kernel`` of shape (k, k, in, out) under the
-same module name. ``pool_impl`` picks the stem max-pool's backward
-(``csra_jax.models.pooling``: ``"auto"`` is ``"masked"`` on CPU, ``"xla"`` on
-GPU/TPU; gradients bit-identical to XLA's and torch's).
+gradients differ from XLA's by float rounding only. Parameters are identical: a
+``kernel`` of shape (k, k, in, out) under the same module name. ``pool_impl`` picks the
+stem max-pool's backward (``csra_jax.models.pooling``: ``"auto"`` is ``"masked"`` on CPU,
+``"xla"`` on GPU/TPU; gradients bit-identical to XLA's and torch's).
 """
 
 from __future__ import annotations
@@ -64,8 +64,8 @@ def resolve_conv_impl(conv_impl: str) -> str:
             return "xla"
         # The written-out backward scans over batch tiles; over a batch sharded across
         # several CPU devices that scan would gather the batch, so it is single-device only.
-        # Winograd on top: resnet101@448 eval and train steps 0.92x / 0.91x the time of
-        # "gemm_vjp" (bench/vs_torch.py --ab_conv_impl winograd).
+        # Winograd on top: resnet101@448 eval 0.91-0.92x and train 0.91-1.03x the time of
+        # "gemm_vjp" in two runs (bench/vs_torch.py --ab_conv_impl gemm_vjp).
         return "winograd" if jax.device_count() == 1 else "gemm"
     return conv_impl
 
