@@ -12,13 +12,15 @@ XLA's forward, its input gradient alone and its weight gradient alone (each from
 fixed cotangent) and prints their GFLOP/s. ``--forward_forms`` times XLA's forward
 against the same convolution written as GEMMs: one per kernel tap over the shifted input
 window, summed, and one over the nine windows concatenated (im2col); and, for stride 1,
-Winograd F(2x2, 3x3) (``csra_jax.models.winograd``, also timed in the default mode with
-its written-out backward).
+Winograd F(2x2, 3x3) and F(4x4, 3x3) (``csra_jax.models.winograd``, also timed in the
+default mode with its written-out backward); each row names the tile ``winograd_tile``
+picks for the shape (0: the direct convolution), the rule ``conv_impl="winograd"`` uses.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import time
 
@@ -27,12 +29,15 @@ import jax.numpy as jnp
 from jax import lax
 
 from csra_jax.models.conv import conv2d_gemm_vjp
-from csra_jax.models.winograd import conv3x3_winograd
+from csra_jax.models.winograd import TILES, conv3x3_winograd, winograd_tile
 
 # (batch, H, W, C_in, C_out, stride): the 3x3 convs of resnet101's four stages at 448.
 SHAPES = {
     "resnet101": [(4, 112, 112, 64, 64, 1), (4, 112, 112, 128, 128, 2),
                   (4, 56, 56, 128, 128, 1), (4, 28, 28, 256, 256, 1), (4, 14, 14, 512, 512, 1)],
+    # the same at 224, batch 8
+    "resnet101_224": [(8, 56, 56, 64, 64, 1), (8, 28, 28, 128, 128, 1),
+                      (8, 14, 14, 256, 256, 1), (8, 7, 7, 512, 512, 1)],
     # the demo's small_cnn at 128 px, batch 32 (its stem: 3 -> 32 channels, stride 2)
     "small_cnn": [(32, 128, 128, 3, 32, 2), (32, 64, 64, 32, 32, 1), (32, 32, 32, 32, 64, 1),
                   (32, 32, 32, 64, 64, 1), (32, 16, 16, 64, 128, 1),
@@ -96,7 +101,8 @@ def forward_forms(shape, rounds):
     fns = {"xla": jax.jit(lambda x, w: xla_conv(x, w, s, 1)), "taps": jax.jit(taps),
            "im2col": jax.jit(im2col)}
     if s == 1:
-        fns["winograd"] = jax.jit(conv3x3_winograd)
+        fns.update({f"winograd{m}": jax.jit(functools.partial(conv3x3_winograd, tile=m))
+                    for m in TILES})
     ref = fns["xla"](x, w)
     err = {k: float(jnp.max(jnp.abs(f(x, w) - ref)) / jnp.max(jnp.abs(ref)))
            for k, f in fns.items()}
@@ -105,7 +111,8 @@ def forward_forms(shape, rounds):
     cells = [f"{k} {1e3 * statistics.median(v):.1f} ms ({gflop / statistics.median(v):.0f} "
              f"GFLOP/s, ratio {statistics.median(a_ / b_ for a_, b_ in zip(v, ts['xla'])):.2f},"
              f" diff {err[k]:.0e})" for k, v in ts.items()]
-    print(f"{b}x{h}x{wd}x{c}->{o} s{s}: " + "; ".join(cells), flush=True)
+    pick = f" (winograd_tile: {winograd_tile(b, h, wd, c, o)})" if s == 1 else ""
+    print(f"{b}x{h}x{wd}x{c}->{o} s{s}{pick}: " + "; ".join(cells), flush=True)
 
 
 def main():
@@ -141,7 +148,8 @@ def main():
         w = jax.random.normal(kw, (3, 3, c, o)) * 0.05
         stride_variants = dict(variants)
         if s == 1:
-            stride_variants["winograd"] = lambda x, w, s, p: conv3x3_winograd(x, w, 2)
+            stride_variants.update({f"winograd{m}": lambda x, w, s, p, m=m: conv3x3_winograd(
+                x, w, 2, m) for m in TILES})
         fns = {k: jax.jit(jax.grad(lambda x, w, f=f: jnp.sum(f(x, w, s, 1) ** 2), (0, 1)))
                for k, f in stride_variants.items()}
         ref = fns["xla"](x, w)
@@ -151,7 +159,8 @@ def main():
         cells = [f"{k} {1e3 * statistics.median(v):.0f} ms, ratio "
                  f"{statistics.median(a_ / b_ for a_, b_ in zip(v, ts['xla'])):.2f}, "
                  f"grad diff {err[k]:.0e}" for k, v in ts.items()]
-        print(f"{b}x{h}x{wd}x{c}->{o} s{s}: " + "; ".join(cells), flush=True)
+        pick = f" (winograd_tile: {winograd_tile(b, h, wd, c, o)})" if s == 1 else ""
+        print(f"{b}x{h}x{wd}x{c}->{o} s{s}{pick}: " + "; ".join(cells), flush=True)
 
 
 if __name__ == "__main__":

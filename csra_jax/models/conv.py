@@ -104,9 +104,9 @@ class ConvGemmVJP(nn.Module):
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
     kernel_init: Callable = nn.initializers.lecun_normal()
-    # 3x3, stride-1, pad-1 convolutions with at least this many input and output channels
-    # run by Winograd F(2x2, 3x3) (``csra_jax.models.winograd``); 0: never.
-    winograd_min_channels: int = 0
+    # 3x3, stride-1, pad-1 convolutions by Winograd (``csra_jax.models.winograd``) where
+    # its ``winograd_tile`` picks a tile for the shape.
+    winograd: bool = False
 
     @nn.compact
     def __call__(self, x):
@@ -114,8 +114,9 @@ class ConvGemmVJP(nn.Module):
         kernel = self.param("kernel", self.kernel_init, (k, k, x.shape[-1], self.features),
                             self.param_dtype)
         x, kernel = nn.dtypes.promote_dtype(x, kernel, dtype=self.dtype)
-        if (self.winograd_min_channels and (k, self.stride, self.pad) == (3, 1, 1)
-                and min(x.shape[-1], self.features) >= self.winograd_min_channels):
-            from csra_jax.models.winograd import conv3x3_winograd  # it imports this module
-            return conv3x3_winograd(x, kernel, self.batch_tile)
+        if self.winograd and (k, self.stride, self.pad) == (3, 1, 1) and x.ndim == 4:
+            from csra_jax.models import winograd  # it imports this module
+            tile = winograd.winograd_tile(*x.shape, self.features, dtype=x.dtype)
+            if tile:
+                return winograd.conv3x3_winograd(x, kernel, self.batch_tile, tile)
         return conv2d_gemm_vjp(x, kernel, self.stride, self.pad, self.batch_tile)

@@ -12,9 +12,10 @@ convolutions, forward and backward; ``"gemm_vjp"``: as ``"gemm"``, and the 3x3/7
 convolutions' weight gradient written out as per-tap GEMMs scanned over batch tiles
 (``csra_jax.models.conv``; XLA's CPU weight-gradient convolution runs far below its
 forward speed, ``bench/conv_backward.py``); ``"winograd"``: as ``"gemm_vjp"``,
-and the 3x3 stride-1 convolutions with at least ``WINOGRAD_MIN_CHANNELS`` channels in and
-out (layer3/layer4) by Winograd F(2x2, 3x3) (``csra_jax.models.winograd``: 2.25x fewer
-FLOPs, float rounding differs from a direct convolution's). ``"auto"`` (default) is
+and the 3x3 stride-1 convolutions by Winograd F(4x4, 3x3) or F(2x2, 3x3) where
+``csra_jax.models.winograd.winograd_tile`` finds it faster for the shape (at least 128
+channels and as many tiles as channels: layer2/layer3 at 448 px; 4x / 2.25x fewer FLOPs,
+float rounding differs from a direct convolution's). ``"auto"`` (default) is
 ``"winograd"`` on a single CPU device, ``"gemm"`` on several CPU devices, and ``"xla"`` on
 GPU/TPU (cuDNN / TPU convolutions are already GEMM-speed). The 3x3/7x7 forward is XLA's
 convolution in every choice but those Winograd ones; the 1x1-as-dot and the written-out
@@ -51,9 +52,6 @@ ARCH_SETTINGS = {
 
 
 CONV_IMPLS = ("auto", "xla", "gemm", "gemm_vjp", "winograd")
-# "winograd": the 3x3 stride-1 convs with at least this many channels in and out (where
-# it measured faster on CPU: layer3/layer4 of a bottleneck ResNet).
-WINOGRAD_MIN_CHANNELS = 256
 
 
 def resolve_conv_impl(conv_impl: str) -> str:
@@ -65,7 +63,9 @@ def resolve_conv_impl(conv_impl: str) -> str:
         # The written-out backward scans over batch tiles; over a batch sharded across
         # several CPU devices that scan would gather the batch, so it is single-device only.
         # Winograd on top: resnet101@448 eval 0.91-0.92x and train 0.91-1.03x the time of
-        # "gemm_vjp" in two runs (bench/vs_torch.py --ab_conv_impl gemm_vjp).
+        # "gemm_vjp" in two runs (bench/vs_torch.py --ab_conv_impl gemm_vjp), with
+        # F(2x2) for the >= 256-channel convs; the per-shape F(4x4)/F(2x2) rule then
+        # took train 0.96x, eval 1.00x of that (bench/process_ab.py --trees).
         return "winograd" if jax.device_count() == 1 else "gemm"
     return conv_impl
 
@@ -95,7 +95,7 @@ def _conv(features, kernel, stride, pad, dtype, param_dtype, name, impl="xla"):
     if impl in ("gemm_vjp", "winograd"):
         return ConvGemmVJP(features, kernel, stride, pad, dtype=dtype,
                            param_dtype=param_dtype, kernel_init=_conv_init, name=name,
-                           winograd_min_channels=WINOGRAD_MIN_CHANNELS * (impl == "winograd"))
+                           winograd=impl == "winograd")
     return nn.Conv(features, (kernel, kernel), strides=(stride, stride),
                    padding=((pad, pad), (pad, pad)), use_bias=False, dtype=dtype,
                    param_dtype=param_dtype, kernel_init=_conv_init, name=name)

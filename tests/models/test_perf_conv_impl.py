@@ -1,7 +1,7 @@
 """ResNet convolutions as GEMMs (``conv_impl="gemm"``: 1x1 as dots; ``"gemm_vjp"``: also the
 3x3/7x7 weight gradients; ``"winograd"``, the single-CPU default: also the wide
-stride-1 3x3 convs by Winograd F(2x2, 3x3)) vs XLA convs: same parameters,
-same outputs and gradients, all equal to torchvision."""
+stride-1 3x3 convs by Winograd) vs XLA convs: same parameters, same outputs and
+gradients, all equal to torchvision."""
 
 import jax
 import jax.numpy as jnp
@@ -13,6 +13,7 @@ import torchvision
 from csra_jax import create_model
 from csra_jax.convert import load_torch_weights
 from csra_jax.models import resnet as resnet_lib
+from csra_jax.models import winograd as winograd_lib
 from torch_reference import max_rel_diff, randomize_bn, to_nchw
 
 TOL = 1e-4
@@ -32,9 +33,18 @@ def test_auto_resolves_by_backend_and_rejects_unknown():
             jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
 
 
-@pytest.mark.parametrize("conv_impl", ["xla", "gemm", "gemm_vjp", "winograd"])
-def test_each_conv_impl_matches_torchvision(conv_impl):
+def force_winograd_tile(monkeypatch, tile):
+    """Every 3x3 stride-1 conv of >= 128 channels by F(tile x tile): at the tiny test
+    sizes the shape rule would run them all directly."""
+    monkeypatch.setattr(winograd_lib, "winograd_tile", lambda *shape, dtype=None: tile * (
+        min(shape[3:5]) >= 128))
+
+
+@pytest.mark.parametrize("conv_impl,tile", [("xla", 0), ("gemm", 0), ("gemm_vjp", 0),
+                                            ("winograd", 2), ("winograd", 4)])
+def test_each_conv_impl_matches_torchvision(conv_impl, tile, monkeypatch):
     """resnet50 (bottleneck 1x1s and strided 1x1 downsamples) in eval and train mode."""
+    force_winograd_tile(monkeypatch, tile)
     torch.manual_seed(0)
     ref = randomize_bn(torchvision.models.resnet50(weights=None))
     images = _images(64)
