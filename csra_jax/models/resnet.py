@@ -86,7 +86,12 @@ class Conv1x1(nn.Module):
         x, kernel = nn.dtypes.promote_dtype(x, kernel, dtype=self.dtype)
         if self.stride > 1:
             x = x[:, ::self.stride, ::self.stride, :]
-        return jax.lax.dot_general(x, kernel[0, 0], (((x.ndim - 1,), (0,)), ((), ())))
+        # On the flattened (N*H*W, C) map: as a dot over the 4-D map, the weight gradient
+        # (a contraction over batch and space) got a channel-major copy of the output
+        # gradient, written with a stride (20% of resnet101's train step on CPU).
+        y = jax.lax.dot_general(x.reshape(-1, x.shape[-1]), kernel[0, 0],
+                                (((1,), (0,)), ((), ())))
+        return y.reshape(*x.shape[:-1], self.features)
 
 
 def _conv(features, kernel, stride, pad, dtype, param_dtype, name, impl="xla"):
