@@ -23,6 +23,10 @@ by one step's buffers. Only glibc (Linux) is touched, and only where JAX will ru
 GPU/TPU plugin or ``libtpu`` installed, or ``JAX_PLATFORMS`` starting with ``cpu``):
 device buffers are not host ``malloc`` memory. ``GLIBC_TUNABLES`` malloc settings of
 your own win.
+
+:func:`release_freed_host_memory` is the other half, always on: the train loop calls it
+after compiling a step (``csra_jax.train.aot``), so the compiler's freed memory is not
+held on top of the step's buffers.
 """
 
 from __future__ import annotations
@@ -77,6 +81,18 @@ def keep_freed_host_memory(environ: Optional[Mapping[str, str]] = None) -> bool:
                ((M_ARENA_MAX, 1), (M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, -1)))
 
 
+def release_freed_host_memory() -> bool:
+    """Hands the heap's free pages back to the OS (glibc's ``malloc_trim(0)``), e.g. the
+    few GiB XLA's compiler frees: glibc keeps them mapped while XLA:CPU's step buffers
+    come from fresh ``mmap`` blocks, so they would add to the step's peak. Returns
+    whether it ran (False off glibc). Cheap; nothing is lost, freed memory only."""
+    libc = _glibc()
+    if libc is None:
+        return False
+    libc.malloc_trim(0)
+    return True
+
+
 def jax_will_run_on_cpu(environ: Mapping[str, str]) -> bool:
     """Whether JAX's default backend will be the CPU, judged without starting JAX."""
     platforms = environ.get("JAX_PLATFORMS", "").strip().lower()
@@ -99,6 +115,7 @@ def _glibc():
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         libc.mallopt.argtypes, libc.mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+        libc.malloc_trim.argtypes, libc.malloc_trim.restype = [ctypes.c_size_t], ctypes.c_int
     except (OSError, AttributeError):
         return None
     return libc

@@ -129,3 +129,40 @@ def test_the_training_cli_names_a_bad_value(monkeypatch, tmp_path, capsys):
         cli.main(["python -m csra_jax.main"])
     assert e.value.code == 2
     assert "CSRA_JAX_HOST_HEAP='on' is not one of system, kept" in capsys.readouterr().err
+
+
+# Frees 256 MiB held in 64 KiB blocks (below the mmap threshold: glibc keeps them in its
+# heap, as the compiler's leftovers) and reports the resident set before and after
+# release_freed_host_memory().
+RELEASE_PROBE = """
+import ctypes, json, os
+from csra_jax.host_heap import release_freed_host_memory
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+rss = lambda: int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+blocks = [libc.malloc(65536) for _ in range(4096)]
+for p in blocks:
+    ctypes.memset(p, 1, 65536)
+keep = blocks.pop()  # the last one stays: free() alone cannot shrink the heap below it
+for p in blocks:
+    libc.free(p)
+before = rss()
+ran = release_freed_host_memory()
+print(json.dumps({"ran": ran, "released": before - rss()}))
+"""
+
+
+@pytest.mark.skipif(not GLIBC, reason="glibc malloc only")
+def test_release_hands_freed_heap_pages_back_to_the_os():
+    out = subprocess.run([sys.executable, "-c", RELEASE_PROBE], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["ran"] is True
+    assert got["released"] > 0.8 * 4096 * 65536, got
+
+
+def test_release_is_a_no_op_off_glibc(monkeypatch):
+    monkeypatch.setattr(host_heap, "_glibc", lambda: None)
+    assert host_heap.release_freed_host_memory() is False

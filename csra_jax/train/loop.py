@@ -32,6 +32,7 @@ from csra_jax.train.optimizer import create_optimizer
 from csra_jax.train.stall import StallDetector
 from csra_jax.train.state import (abstract_train_state, create_train_state, model_from_config,
                                   state_variables)
+from csra_jax.train.aot import compile_on_first_call
 from csra_jax.train.steps import (make_eval_step, make_mesh, make_sweep_step, make_train_step,
                                   replicated)
 
@@ -120,7 +121,7 @@ class Experiment:
         self.ckpts = Checkpoints(self.workdir, config.keep_checkpoints, self.task.best_key,
                                  on_damaged=config.on_damaged_checkpoint)
         self.writer = MetricWriter(self.workdir)
-        self.eval_step = make_eval_step(self.model, self.mesh)
+        self.eval_step = compile_on_first_call(make_eval_step(self.model, self.mesh))
         self.with_ids = True
         self.stall = StallDetector.from_config(config)
 
@@ -216,8 +217,10 @@ class Experiment:
             _print(f"resumed from step {int(meta['step'])} in {self.workdir}")
         else:
             state, best = self.fresh_state(), -math.inf
-        train_step = make_train_step(self.model, self.tx, self.mesh, self.schedules,
-                                     self.task, config.grad_accum_steps)
+        # Compiled before it first runs, and the compiler's freed host memory released, so
+        # the step's buffers do not peak on top of it (resnet101@448 b16: 9.9-10.2 -> 8.7 GiB).
+        train_step = compile_on_first_call(make_train_step(
+            self.model, self.tx, self.mesh, self.schedules, self.task, config.grad_accum_steps))
         total = config.num_epochs * self.steps_per_epoch
         if config.max_steps > 0:
             total = min(total, config.max_steps)
