@@ -1,12 +1,12 @@
 """Compile a jitted step ahead of its first run, so the compiler's freed host memory can be
 handed back before the step's own buffers are allocated.
 
-XLA's compiler allocates and frees a few GiB of host memory (resnet101@448 batch 16: the
-process holds ~2.4 GiB after compiling its train step, 1.4 GiB after the compiler's free
-pages are released). glibc keeps those freed pages in its heap, while XLA:CPU takes the
-step's temp buffers (7 GiB there) from fresh ``mmap`` blocks: without releasing them the
-peak is compiler leftovers plus the step. A plain ``jit`` call compiles and runs in one
-go, leaving no moment to release in between.
+XLA's compiler allocates and frees a few GiB of host memory. glibc keeps those freed
+pages in its heap, while XLA:CPU takes the step's temp buffers from fresh ``mmap``
+blocks: without releasing them the peak is compiler leftovers plus the step
+(resnet101@448 batch 16 train: 9.9-10.2 GiB without, 9.2 GiB with the release, of which
+6.9 GiB are XLA's temp buffers; ``python bench/vs_torch.py --memory``). A plain ``jit``
+call compiles and runs in one go, leaving no moment to release in between.
 """
 
 from __future__ import annotations

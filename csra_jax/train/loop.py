@@ -188,7 +188,8 @@ class Experiment:
     def lambda_sweep(self) -> dict:
         variables, step = self.eval_variables()
         it = eval_iterator(self.config, self.info, self.mesh, with_ids=False)
-        results, _ = eval_lib.collect(make_sweep_step(self.model, self.mesh), variables, it)
+        results, _ = eval_lib.collect(compile_on_first_call(make_sweep_step(self.model, self.mesh)),
+                                      variables, it)
         sweep = eval_lib.lambda_sweep(results, self.config.lambda_sweep_lams,
                                       self.config.threshold, self.config.eval.protocol,
                                       self.task)
@@ -218,7 +219,8 @@ class Experiment:
         else:
             state, best = self.fresh_state(), -math.inf
         # Compiled before it first runs, and the compiler's freed host memory released, so
-        # the step's buffers do not peak on top of it (resnet101@448 b16: 9.9-10.2 -> 8.7 GiB).
+        # the step's buffers do not peak on top of it (resnet101@448 b16 peak 9.9-10.2 ->
+        # 9.2 GiB, bench/vs_torch.py --memory).
         train_step = compile_on_first_call(make_train_step(
             self.model, self.tx, self.mesh, self.schedules, self.task, config.grad_accum_steps))
         total = config.num_epochs * self.steps_per_epoch
