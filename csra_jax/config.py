@@ -142,6 +142,10 @@ def validate_config(c: ml_collections.ConfigDict, device_count: int, process_cou
     from csra_jax.models.pooling import POOL_IMPLS
     _check(c.model.pool_impl in POOL_IMPLS,
            f"model.pool_impl={c.model.pool_impl!r}; valid: {', '.join(POOL_IMPLS)}")
+    from csra_jax.models.attention import ATTENTION_IMPLS
+    _check(c.model.attention_impl in ATTENTION_IMPLS,
+           f"model.attention_impl={c.model.attention_impl!r}; valid: "
+           f"{', '.join(ATTENTION_IMPLS)}")
     _check(c.init_source in INIT_SOURCES,
            f"init_source={c.init_source!r}; valid: {', '.join(map(repr, INIT_SOURCES))}")
     if c.init_checkpoint_sha256:

@@ -82,7 +82,7 @@ def create_model(arch: str, num_classes: int, head: str = "csra", num_heads: int
       dtype: computation dtype (e.g. jnp.bfloat16); params stay ``param_dtype``.
       **kwargs: ``param_dtype``; the backbone's options (its ``BackboneSpec.options``:
         ``remat``; ResNet and small_cnn ``conv_impl``, ``pool_impl``; ViT ``drop_rate``,
-        ``attn_drop_rate``, ``drop_path_rate``; EfficientNet ``drop_path_rate``,
+        ``attn_drop_rate``, ``drop_path_rate``, ``attention_impl``; EfficientNet ``drop_path_rate``,
         torchvision's stochastic depth, default 0.2) and the head's (``HeadSpec.options``:
         CSRA ``temperatures``, ``normalize``; GAP ``max_lam``, the training-free mean +
         max_lam * max scoring, paper Fig. 1; attend-and-rectify ``attention_depth``, ``attention_heads``,

@@ -15,6 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from csra_jax.models.attention import multi_head_attention, resolve_attention_impl
 from csra_jax.models.registry import BackboneSpec, register_backbone
 
 ARCH_SETTINGS = {
@@ -56,6 +57,7 @@ class Attention(nn.Module):
     proj_drop_rate: float = 0.0
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
+    attention_impl: str = "auto"  # csra_jax.models.attention
 
     @nn.compact
     def __call__(self, x, deterministic: bool):
@@ -70,8 +72,7 @@ class Attention(nn.Module):
             weights = nn.Dropout(self.attn_drop_rate)(weights, deterministic=False)
             out = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
         else:
-            # Lets XLA / cuDNN pick a fused attention kernel on accelerators.
-            out = jax.nn.dot_product_attention(q, k, v)
+            out = multi_head_attention(q, k, v, self.attention_impl)
         out = _dense(d, self.dtype, self.param_dtype, "proj")(out.reshape(b, n, d))
         return nn.Dropout(self.proj_drop_rate)(out, deterministic=deterministic)
 
@@ -99,13 +100,14 @@ class Block(nn.Module):
     drop_path_rate: float = 0.0
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
+    attention_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x, deterministic: bool):
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         y = _layer_norm(name="norm1", **kw)(x)
-        y = Attention(self.num_heads, self.attn_drop_rate, self.drop_rate, name="attn", **kw)(
-            y, deterministic)
+        y = Attention(self.num_heads, self.attn_drop_rate, self.drop_rate, name="attn",
+                      attention_impl=self.attention_impl, **kw)(y, deterministic)
         x = x + DropPath(self.drop_path_rate)(y, deterministic)
         y = _layer_norm(name="norm2", **kw)(x)
         y = Mlp(int(x.shape[-1] * self.mlp_ratio), self.drop_rate, name="mlp", **kw)(
@@ -137,6 +139,9 @@ class VisionTransformer(nn.Module):
       drop_path_rate: stochastic-depth rate, linearly increasing over blocks (timm).
       remat: rematerialise each block in the backward pass (ViT-L at 448 needs it on
         small accelerators).
+      attention_impl: how attention is lowered (``csra_jax.models.attention``): "auto"
+        (default) is the heads-major formulation on CPU, ``jax.nn.dot_product_attention``
+        on GPU/TPU.
       return_stages: also return every block's patch-token map.
     """
 
@@ -153,6 +158,7 @@ class VisionTransformer(nn.Module):
     param_dtype: Any = jnp.float32
     remat: bool = False
     return_stages: bool = False
+    attention_impl: str = "auto"
 
     @property
     def num_features(self) -> int:
@@ -167,6 +173,7 @@ class VisionTransformer(nn.Module):
                 f"(its position embedding has that grid) but got {height}x{width}; create "
                 f"the model with img_size={height} and convert/resample the weights for it.")
         deterministic = not train
+        attention_impl = resolve_attention_impl(self.attention_impl)
         grid = self.img_size // self.patch_size
         d = self.embed_dim
         x = PatchEmbed(d, self.patch_size, self.dtype, self.param_dtype, name="patch_embed")(x)
@@ -182,7 +189,8 @@ class VisionTransformer(nn.Module):
         for i in range(self.depth):
             rate = self.drop_path_rate * i / max(self.depth - 1, 1)
             x = block_cls(self.num_heads, self.mlp_ratio, self.drop_rate, self.attn_drop_rate,
-                          rate, self.dtype, self.param_dtype, name=f"blocks_{i}")(x, deterministic)
+                          rate, self.dtype, self.param_dtype, attention_impl,
+                          name=f"blocks_{i}")(x, deterministic)
             if self.return_stages:
                 stages.append(x[:, 1:].reshape(b, grid, grid, d))
         x = _layer_norm(self.dtype, self.param_dtype, "norm")(x)
@@ -207,9 +215,10 @@ register_backbone(BackboneSpec(
     archs={name: {"embed_dim": e, "depth": d, "num_heads": h}
            for name, (e, d, h) in ARCH_SETTINGS.items()},
     tiny={"embed_dim": 64, "depth": 4, "num_heads": 2},
-    options=("remat", "drop_rate", "attn_drop_rate", "drop_path_rate"),
+    options=("remat", "drop_rate", "attn_drop_rate", "drop_path_rate", "attention_impl"),
     config_fields={"remat": "remat", "drop_rate": "drop_rate",
-                   "drop_path_rate": "drop_path_rate"},
+                   "drop_path_rate": "drop_path_rate", "attention_impl": "attention_impl"},
+    config_defaults={"attention_impl": "auto"},  # "cpu" on CPU, "jax" on GPU/TPU
     normalization="vit",  # mean 0.5 / std 0.5, as timm's and the official CSRA ViTs
     stage_strides=lambda s: (16,) * s["depth"], input_multiple=16,
     input_multiple_reason="the patch size", has_batch_norm=False,

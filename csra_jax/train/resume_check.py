@@ -25,7 +25,7 @@ FREE = (
     "data.read_threads", "eval_batch_size", "checkpoint_every_steps", "keep_checkpoints",
     "log_every_steps", "threshold", "lambda_sweep_lams", "max_steps", "init_checkpoint",
     "init_source", "require_pretrained", "model.remat", "model.conv_impl",
-    "model.pool_impl",
+    "model.pool_impl", "model.attention_impl",
     "data.num_workers",  # the batch order is the same; the data position converts
 )
 # What the schedule, the augmentation or the evaluation does from now on: may change when

@@ -218,6 +218,7 @@ def _set(c, path: str, value):
     ({"mode": "lambda_sweep", "model.head": "csra"}, "model.head"),
     ({"model.conv_impl": "cudnn"}, "model.conv_impl='cudnn'"),
     ({"model.pool_impl": "argmax"}, "model.pool_impl='argmax'"),
+    ({"model.attention_impl": "flash"}, "model.attention_impl='flash'"),
     ({"data.draft": None}, "data.draft=None"),
     ({"model.head": "attend_rectify", "model.gate": "max"}, "gate='max'"),
     ({"model.head": "attend_rectify", "model.attention_depth": 0}, "attention_depth"),
