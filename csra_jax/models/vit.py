@@ -77,6 +77,17 @@ class Attention(nn.Module):
         return nn.Dropout(self.proj_drop_rate)(out, deterministic=deterministic)
 
 
+def gelu_erf(x):
+    """Exact GELU as torch writes it, x * (1 + erf(x / sqrt(2))) / 2.
+
+    ``jax.nn.gelu(approximate=False)`` writes it with ``erfc``, whose float32 lowering on
+    XLA:CPU evaluates an exponential and two polynomials per element; ``erf`` is one
+    clamped rational polynomial, and the derivative is the same expression either way.
+    """
+    half = jnp.asarray(0.5, x.dtype)
+    return x * half * (1 + jax.lax.erf(x * jnp.asarray(0.5 ** 0.5, x.dtype)))
+
+
 class Mlp(nn.Module):
     hidden: int
     drop_rate: float = 0.0
@@ -86,7 +97,7 @@ class Mlp(nn.Module):
     @nn.compact
     def __call__(self, x, deterministic: bool):
         d = x.shape[-1]
-        x = nn.gelu(_dense(self.hidden, self.dtype, self.param_dtype, "fc1")(x), approximate=False)
+        x = gelu_erf(_dense(self.hidden, self.dtype, self.param_dtype, "fc1")(x))
         x = nn.Dropout(self.drop_rate)(x, deterministic=deterministic)
         x = _dense(d, self.dtype, self.param_dtype, "fc2")(x)
         return nn.Dropout(self.drop_rate)(x, deterministic=deterministic)

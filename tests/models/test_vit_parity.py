@@ -71,3 +71,14 @@ def test_timm_gap_head_loads_classifier_when_shapes_match(timm_vit_224):
     variables = load_torch_weights(timm_vit_224.state_dict(), model, "timm")
     np.testing.assert_array_equal(variables["params"]["head"]["kernel"],
                                   timm_vit_224.head.weight.detach().numpy().T)
+
+
+def test_gelu_matches_torch_values_and_gradients_in_the_tails_too():
+    from csra_jax.models.vit import gelu_erf
+    x = np.linspace(-9.0, 9.0, 20001, dtype=np.float32)
+    tx = torch.from_numpy(x.copy()).requires_grad_(True)
+    torch.nn.functional.gelu(tx).sum().backward()
+    out, vjp = jax.vjp(gelu_erf, x)
+    np.testing.assert_allclose(out, torch.nn.functional.gelu(torch.from_numpy(x)).numpy(),
+                               atol=2e-6, rtol=1e-6)
+    np.testing.assert_allclose(vjp(np.ones_like(x))[0], tx.grad.numpy(), atol=2e-6, rtol=1e-6)
