@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from csra_jax.models.attention import multi_head_attention, resolve_attention_impl
+from csra_jax.models.dense import Dense
 from csra_jax.models.registry import BackboneSpec, register_backbone
 
 ARCH_SETTINGS = {
@@ -28,8 +29,8 @@ _dense_init = nn.initializers.truncated_normal(0.02)
 
 
 def _dense(features, dtype, param_dtype, name):
-    return nn.Dense(features, dtype=dtype, param_dtype=param_dtype, kernel_init=_dense_init,
-                    name=name)
+    return Dense(features, dtype=dtype, param_dtype=param_dtype, kernel_init=_dense_init,
+                 name=name)
 
 
 def _layer_norm(dtype, param_dtype, name):

@@ -1,0 +1,75 @@
+"""A dense layer whose weight gradient XLA:CPU computes without transposing the
+output gradient.
+
+For ``y = x @ W`` over a (tokens, in) input, autodiff writes the weight gradient as
+``xᵀ dy`` (contracting the token axis of both). XLA:CPU's layout assignment then copies
+``dy`` into a (out, tokens) transposed buffer before the dot, one full read and write of
+the largest gradient of the layer. Written as ``(dyᵀ x)ᵀ``, the same contraction with
+the operands swapped, the dot reads both in their row-major layout and its (out, in)
+result is transposed into the kernel's layout by the dot itself. ``python
+bench/dense_backward.py`` times both on a ViT MLP block's two layers.
+
+``"auto"`` uses the written-out backward on the CPU backend only: GPU/TPU keep XLA's own
+gradient (their GEMMs take transposed operands for free). The values are the same
+contraction, so the gradients agree with autodiff's to float rounding. The written-out
+one is a ``jax.custom_vjp``: ``grad``/``vjp`` differentiate it, forward-mode ``jvp``
+does not.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+
+def _dot_last(x, kernel):
+    return lax.dot_general(x, kernel, (((x.ndim - 1,), (0,)), ((), ())))
+
+
+@jax.custom_vjp
+def dense_dot(x, kernel):
+    """``x @ kernel`` over the last axis of ``x``, with the swapped weight gradient."""
+    return _dot_last(x, kernel)
+
+
+def _forward(x, kernel):
+    return _dot_last(x, kernel), (x, kernel)
+
+
+def _backward(residuals, d_y):
+    x, kernel = residuals
+    d_x = lax.dot_general(d_y, kernel, (((d_y.ndim - 1,), (1,)), ((), ())))
+    d_kernel_t = lax.dot_general(d_y.reshape(-1, d_y.shape[-1]), x.reshape(-1, x.shape[-1]),
+                                 (((0,), (0,)), ((), ())))
+    return d_x.astype(x.dtype), d_kernel_t.T.astype(kernel.dtype)
+
+
+dense_dot.defvjp(_forward, _backward)
+
+
+def use_written_out_weight_gradient() -> bool:
+    return jax.default_backend() == "cpu"
+
+
+class Dense(nn.Module):
+    """``nn.Dense`` (same ``kernel`` (in, out) and ``bias`` parameters, initialisers and
+    dtype promotion) whose weight gradient is :func:`dense_dot`'s on CPU."""
+
+    features: int
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+    kernel_init: Callable = nn.initializers.lecun_normal()
+    bias_init: Callable = nn.initializers.zeros_init()
+
+    @nn.compact
+    def __call__(self, x):
+        kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features),
+                            self.param_dtype)
+        bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+        dot = dense_dot if use_written_out_weight_gradient() else _dot_last
+        return dot(x, kernel) + bias
