@@ -1,13 +1,14 @@
 """A dense layer whose weight gradient XLA:CPU computes without transposing the
 output gradient.
 
-For ``y = x @ W`` over a (tokens, in) input, autodiff writes the weight gradient as
-``xᵀ dy`` (contracting the token axis of both). XLA:CPU's layout assignment then copies
-``dy`` into a (out, tokens) transposed buffer before the dot, one full read and write of
+For ``y = x @ W`` over a (batch, tokens, in) input, autodiff writes the weight gradient
+as ``xᵀ dy`` (contracting the batch and token axes of both). XLA:CPU's layout assignment
+then copies ``dy`` into an (out, batch * tokens) transposed buffer before the dot, one full read and write of
 the largest gradient of the layer. Written as ``(dyᵀ x)ᵀ``, the same contraction with
 the operands swapped, the dot reads both in their row-major layout and its (out, in)
 result is transposed into the kernel's layout by the dot itself. ``python
-bench/dense_backward.py`` times both on a ViT MLP block's two layers.
+bench/dense_backward.py`` times both on a ViT MLP block's two layers and counts the
+copies.
 
 ``"auto"`` uses the written-out backward on the CPU backend only: GPU/TPU keep XLA's own
 gradient (their GEMMs take transposed operands for free). The values are the same
