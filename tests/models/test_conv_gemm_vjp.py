@@ -22,6 +22,9 @@ def _ref(x, w, stride, pad):
     ((3, 9, 9, 5), 3, 1, 1, 2),    # batch not a multiple of the tile
     ((2, 11, 11, 3), 3, 2, 1, 1),  # odd size, stride 2
     ((2, 16, 16, 3), 7, 2, 3, 2),  # the ResNet stem
+    ((2, 12, 12, 4), 3, 2, 1, 2),  # even size, stride 2: layer2_0..layer4_0's conv2
+    ((1, 10, 13, 2), 3, 3, 1, 1),  # stride 3, non-square: phases of unequal length
+    ((2, 9, 9, 3), 1, 2, 0, 1),    # 1x1 stride 2: three of four phases get no tap
 ])
 def test_gradients_match_jax_grad_of_xla_conv(shape, k, stride, pad, tile):
     kx, kw, kg = jax.random.split(jax.random.key(0), 3)
