@@ -39,16 +39,23 @@ def resolve_attention_impl(impl: str) -> str:
 
 
 def multi_head_attention(q, k, v, impl: str = "auto"):
-    """softmax(q kᵀ / sqrt(d)) v per head; q, k, v and the result are (B, N, heads, d)."""
-    if q.ndim != 4 or q.shape != k.shape or k.shape != v.shape:
-        raise ValueError(f"q, k, v must all be (batch, tokens, heads, head_dim); got "
-                         f"{q.shape}, {k.shape}, {v.shape}")
+    """softmax(q kᵀ / sqrt(d)) v per head: q (B, N, heads, d), k and v (B, M, heads, d),
+    the result (B, N, heads, d)."""
+    if (q.ndim != 4 or k.shape != v.shape or k.ndim != 4
+            or (q.shape[0],) + q.shape[2:] != (k.shape[0],) + k.shape[2:]):
+        raise ValueError(f"q must be (batch, tokens, heads, head_dim) and k, v (batch, "
+                         f"key tokens, heads, head_dim); got {q.shape}, {k.shape}, {v.shape}")
     if resolve_attention_impl(impl) == "jax":
         return jax.nn.dot_product_attention(q, k, v)
-    heads_major = lambda t: jnp.transpose(t, (0, 2, 1, 3))  # noqa: E731
     scale = jnp.asarray(q.shape[-1] ** -0.5, q.dtype)
-    out = _heads_major_attention(heads_major(q) * scale, heads_major(k), heads_major(v))
-    return heads_major(out)
+    out = _heads_major_attention(_swap_tokens_heads(q) * scale, _swap_tokens_heads(k),
+                                 _swap_tokens_heads(v))
+    return _swap_tokens_heads(out)
+
+
+def _swap_tokens_heads(t):
+    """(B, N, heads, d) <-> (B, heads, N, d)."""
+    return jnp.transpose(t, (0, 2, 1, 3))
 
 
 def _logits(q, k):

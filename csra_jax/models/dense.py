@@ -52,7 +52,7 @@ def _backward(residuals, d_y):
 dense_dot.defvjp(_forward, _backward)
 
 
-def use_written_out_weight_gradient() -> bool:
+def _swapped_on_this_backend() -> bool:
     return jax.default_backend() == "cpu"
 
 
@@ -72,5 +72,5 @@ class Dense(nn.Module):
                             self.param_dtype)
         bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype)
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-        dot = dense_dot if use_written_out_weight_gradient() else _dot_last
+        dot = dense_dot if _swapped_on_this_backend() else _dot_last
         return dot(x, kernel) + bias

@@ -68,6 +68,21 @@ def test_auto_resolves_per_backend_and_bad_names_raise():
         resolve_attention_impl("flash")
     with pytest.raises(ValueError, match="batch, tokens, heads, head_dim"):
         multi_head_attention(*(jnp.zeros((2, 5, 8)),) * 3)
+    with pytest.raises(ValueError, match="key tokens"):
+        multi_head_attention(jnp.zeros((2, 5, 3, 8)), jnp.zeros((2, 7, 3, 8)),
+                             jnp.zeros((2, 6, 3, 8)))
+
+
+@pytest.mark.parametrize("impl", ["cpu", "jax"])
+def test_keys_may_be_fewer_or_more_than_queries(impl):
+    """Cross-attention shapes: N queries over M keys, against torch's kernel."""
+    q, _, _, d_out = _qkv_and_cotangent(seed=3, shape=(2, 9, 3, 16))
+    k, v, _, _ = _qkv_and_cotangent(seed=4, shape=(2, 13, 3, 16))
+    out_ref, grads_ref = _torch_attention_and_grads(q, k, v, d_out)
+    out, vjp = jax.vjp(lambda *a: multi_head_attention(*a, impl=impl), q, k, v)
+    for name, g, g_ref in [("out", out, out_ref)] + list(zip("qkv", vjp(jnp.asarray(d_out)),
+                                                              grads_ref)):
+        assert np.abs(np.asarray(g) - g_ref).max() <= 1e-5 * np.abs(g_ref).max(), name
 
 
 def test_vit_train_step_gradients_agree_between_implementations():
