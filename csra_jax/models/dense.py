@@ -10,11 +10,13 @@ result is transposed into the kernel's layout by the dot itself. ``python
 bench/dense_backward.py`` times both on a ViT MLP block's two layers and counts the
 copies.
 
-``"auto"`` uses the written-out backward on the CPU backend only: GPU/TPU keep XLA's own
-gradient (their GEMMs take transposed operands for free). The values are the same
-contraction, so the gradients agree with autodiff's to float rounding. The written-out
-one is a ``jax.custom_vjp``: ``grad``/``vjp`` differentiate it, forward-mode ``jvp``
-does not.
+``weight_grad="auto"`` uses the swapped form on the CPU backend only: GPU/TPU keep XLA's
+own gradient (their GEMMs take transposed operands for free). The values are the same
+contraction, so the gradients agree with autodiff's to float rounding. The swapped one
+is a ``jax.custom_vjp``: ``grad``/``vjp`` differentiate it, forward-mode ``jvp`` does
+not; ``weight_grad="autodiff"`` keeps JAX's own derivative. (A ``custom_jvp`` with the
+swapped contraction as its tangent would allow both, but XLA:CPU folds the swap back and
+copies again.)
 """
 
 from __future__ import annotations
@@ -52,19 +54,27 @@ def _backward(residuals, d_y):
 dense_dot.defvjp(_forward, _backward)
 
 
-def _swapped_on_this_backend() -> bool:
-    return jax.default_backend() == "cpu"
+WEIGHT_GRADS = ("auto", "swapped", "autodiff")
+
+
+def resolve_weight_grad(weight_grad: str) -> str:
+    if weight_grad not in WEIGHT_GRADS:
+        raise ValueError(f"weight_grad={weight_grad!r}; valid: {', '.join(WEIGHT_GRADS)}")
+    if weight_grad == "auto":
+        return "swapped" if jax.default_backend() == "cpu" else "autodiff"
+    return weight_grad
 
 
 class Dense(nn.Module):
     """``nn.Dense`` (same ``kernel`` (in, out) and ``bias`` parameters, initialisers and
-    dtype promotion) whose weight gradient is :func:`dense_dot`'s on CPU."""
+    dtype promotion) whose weight gradient is :func:`dense_dot`'s (``weight_grad``, above)."""
 
     features: int
     dtype: Any = None
     param_dtype: Any = jnp.float32
     kernel_init: Callable = nn.initializers.lecun_normal()
     bias_init: Callable = nn.initializers.zeros_init()
+    weight_grad: str = "auto"
 
     @nn.compact
     def __call__(self, x):
@@ -72,5 +82,5 @@ class Dense(nn.Module):
                             self.param_dtype)
         bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype)
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-        dot = dense_dot if _swapped_on_this_backend() else _dot_last
+        dot = dense_dot if resolve_weight_grad(self.weight_grad) == "swapped" else _dot_last
         return dot(x, kernel) + bias

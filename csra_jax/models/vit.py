@@ -28,9 +28,15 @@ ARCH_SETTINGS = {
 _dense_init = nn.initializers.truncated_normal(0.02)
 
 
-def _dense(features, dtype, param_dtype, name):
+def _dense(features, dtype, param_dtype, name, weight_grad="auto"):
     return Dense(features, dtype=dtype, param_dtype=param_dtype, kernel_init=_dense_init,
-                 name=name)
+                 weight_grad=weight_grad, name=name)
+
+
+def _dense_weight_grad(attention_impl: str) -> str:
+    """The CPU formulations go together: ``attention_impl="jax"`` also keeps the Dense
+    layers on JAX's own derivative, so that forward-mode differentiation works."""
+    return "swapped" if resolve_attention_impl(attention_impl) == "cpu" else "autodiff"
 
 
 def _layer_norm(dtype, param_dtype, name):
@@ -64,7 +70,8 @@ class Attention(nn.Module):
     def __call__(self, x, deterministic: bool):
         b, n, d = x.shape
         head_dim = d // self.num_heads
-        qkv = _dense(3 * d, self.dtype, self.param_dtype, "qkv")(x)
+        weight_grad = _dense_weight_grad(self.attention_impl)
+        qkv = _dense(3 * d, self.dtype, self.param_dtype, "qkv", weight_grad)(x)
         q, k, v = jnp.split(qkv.reshape(b, n, 3, self.num_heads, head_dim), 3, axis=2)
         q, k, v = q[:, :, 0], k[:, :, 0], v[:, :, 0]  # (B, N, heads, head_dim)
         if self.attn_drop_rate and not deterministic:
@@ -74,7 +81,7 @@ class Attention(nn.Module):
             out = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
         else:
             out = multi_head_attention(q, k, v, self.attention_impl)
-        out = _dense(d, self.dtype, self.param_dtype, "proj")(out.reshape(b, n, d))
+        out = _dense(d, self.dtype, self.param_dtype, "proj", weight_grad)(out.reshape(b, n, d))
         return nn.Dropout(self.proj_drop_rate)(out, deterministic=deterministic)
 
 
@@ -94,13 +101,15 @@ class Mlp(nn.Module):
     drop_rate: float = 0.0
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
+    attention_impl: str = "auto"  # also picks the Dense weight gradient (_dense_weight_grad)
 
     @nn.compact
     def __call__(self, x, deterministic: bool):
         d = x.shape[-1]
-        x = gelu_erf(_dense(self.hidden, self.dtype, self.param_dtype, "fc1")(x))
+        weight_grad = _dense_weight_grad(self.attention_impl)
+        x = gelu_erf(_dense(self.hidden, self.dtype, self.param_dtype, "fc1", weight_grad)(x))
         x = nn.Dropout(self.drop_rate)(x, deterministic=deterministic)
-        x = _dense(d, self.dtype, self.param_dtype, "fc2")(x)
+        x = _dense(d, self.dtype, self.param_dtype, "fc2", weight_grad)(x)
         return nn.Dropout(self.drop_rate)(x, deterministic=deterministic)
 
 
@@ -122,7 +131,8 @@ class Block(nn.Module):
                       attention_impl=self.attention_impl, **kw)(y, deterministic)
         x = x + DropPath(self.drop_path_rate)(y, deterministic)
         y = _layer_norm(name="norm2", **kw)(x)
-        y = Mlp(int(x.shape[-1] * self.mlp_ratio), self.drop_rate, name="mlp", **kw)(
+        y = Mlp(int(x.shape[-1] * self.mlp_ratio), self.drop_rate, name="mlp",
+                attention_impl=self.attention_impl, **kw)(
             y, deterministic)
         return x + DropPath(self.drop_path_rate)(y, deterministic)
 
@@ -153,7 +163,9 @@ class VisionTransformer(nn.Module):
         small accelerators).
       attention_impl: how attention is lowered (``csra_jax.models.attention``): "auto"
         (default) is the heads-major formulation on CPU, ``jax.nn.dot_product_attention``
-        on GPU/TPU.
+        on GPU/TPU. With "cpu" the Dense layers also take the swapped weight gradient
+        (``csra_jax.models.dense``); "jax" keeps JAX's own derivatives throughout, the
+        choice for forward-mode (``jax.jvp``) differentiation.
       return_stages: also return every block's patch-token map.
     """
 

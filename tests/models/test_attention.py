@@ -104,3 +104,27 @@ def test_vit_train_step_gradients_agree_between_implementations():
     for (path, g_cpu), (_, g_jax) in zip(flat["cpu"], flat["jax"]):
         scale = float(jnp.abs(g_jax).max()) + 1e-12
         assert float(jnp.abs(g_cpu - g_jax).max()) <= 1e-4 * scale, jax.tree_util.keystr(path)
+
+
+def test_forward_mode_needs_the_jax_implementation():
+    """The CPU formulations (attention, Dense weight gradient) are custom_vjps: jvp fails
+    through them; attention_impl="jax" keeps JAX's own derivatives for the whole ViT."""
+    images = jax.random.normal(jax.random.key(0), (1, 32, 32, 3))
+    tangent = jnp.ones_like(images)
+    variables = create_model("vit_tiny", 3, img_size=32, attention_impl="jax").init(
+        jax.random.key(1), images)
+    outs = {}
+    for impl in ("jax", "cpu"):
+        model = create_model("vit_tiny", 3, img_size=32, attention_impl=impl)
+        f = lambda x, model=model: model.apply(variables, x)  # noqa: E731
+        if impl == "cpu":
+            with pytest.raises(TypeError, match="custom_vjp"):
+                jax.jvp(f, (images,), (tangent,))
+        outs[impl] = f(images)
+        if impl == "jax":
+            _, jvp_out = jax.jvp(f, (images,), (tangent,))
+            _, vjp = jax.vjp(f, images)  # the same derivative, by reverse mode
+            cot = jax.random.normal(jax.random.key(2), jvp_out.shape)
+            np.testing.assert_allclose(jnp.sum(jvp_out * cot), jnp.sum(vjp(cot)[0] * tangent),
+                                       rtol=1e-4)
+    np.testing.assert_allclose(outs["cpu"], outs["jax"], atol=1e-5)

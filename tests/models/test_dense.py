@@ -5,6 +5,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 import torch
 
 from csra_jax.models.dense import Dense, dense_dot
@@ -52,3 +53,17 @@ def test_low_precision_gradients_keep_the_operand_dtypes():
     d_x, d_w = vjp(jnp.asarray(d_y, jnp.bfloat16))
     assert d_x.dtype == jnp.bfloat16 and d_w.dtype == jnp.bfloat16
     assert d_x.shape == x.shape and d_w.shape == w.shape
+
+
+def test_weight_grad_choices_give_the_same_gradients_and_bad_names_raise():
+    x, d_y = _inputs(seed=4, shape=(2, 7, 8), features=5)
+    grads = {}
+    for choice in ("swapped", "autodiff"):
+        layer = Dense(5, weight_grad=choice)
+        params = layer.init(jax.random.key(0), x)
+        grads[choice] = jax.vjp(lambda p: layer.apply(p, x), params)[1](jnp.asarray(d_y))[0]
+    for a, b in zip(jax.tree_util.tree_leaves(grads["swapped"]),
+                    jax.tree_util.tree_leaves(grads["autodiff"])):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="weight_grad='transposed'; valid: auto, swapped"):
+        Dense(5, weight_grad="transposed").init(jax.random.key(0), x)
