@@ -102,3 +102,23 @@ def test_small_cnn_gemm_vjp_matches_xla_in_outputs_and_gradients():
 
     for a, b in zip(grads(models["gemm_vjp"]), grads(models["xla"])):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(jnp.max(jnp.abs(b))))
+
+
+def test_forward_mode_needs_the_autodiff_lowerings():
+    """The CPU defaults' written-out backward passes are custom_vjps (reverse mode only);
+    conv_impl="gemm" with pool_impl="xla", as the README says, differentiate forward."""
+    images = jax.random.uniform(jax.random.key(3), (1, 32, 32, 3))
+    tangent = jnp.ones_like(images)
+    variables = create_model("resnet_tiny", 3, img_size=32).init(jax.random.key(4), images)
+    for kw, works in (({"conv_impl": "gemm_vjp", "pool_impl": "masked"}, False),
+                      ({"conv_impl": "gemm", "pool_impl": "xla"}, True)):
+        model = create_model("resnet_tiny", 3, img_size=32, **kw)
+        f = lambda x, model=model: model.apply(variables, x)  # noqa: E731
+        if not works:
+            with pytest.raises(TypeError, match="custom_vjp"):
+                jax.jvp(f, (images,), (tangent,))
+            continue
+        _, jvp_out = jax.jvp(f, (images,), (tangent,))
+        cot = jax.random.normal(jax.random.key(5), jvp_out.shape)
+        vjp_in = jax.vjp(f, images)[1](cot)[0]
+        np.testing.assert_allclose(jnp.sum(jvp_out * cot), jnp.sum(vjp_in * tangent), rtol=1e-4)
