@@ -15,7 +15,6 @@ to PyTorch and the largest difference of each output from PyTorch's.
 
 from __future__ import annotations
 
-import argparse
 
 import jax
 import jax.numpy as jnp
@@ -55,9 +54,7 @@ def _torch(b, n, heads, d):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 1)[1])
+    p = common.doc_parser(__doc__)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--tokens", type=int, default=197)
     p.add_argument("--heads", type=int, default=12)

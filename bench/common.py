@@ -8,6 +8,7 @@ compile time is measured separately and the timed calls never recompile.
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import os
 import platform
@@ -83,6 +84,14 @@ def describe_machine() -> str:
 
 def csv_list(text: str) -> List[str]:
     return [s.strip() for s in text.split(",") if s.strip()]
+
+
+def doc_parser(doc: str) -> argparse.ArgumentParser:
+    """A script's parser from its docstring: the first paragraph as the description, the
+    rest (usage lines, what it prints) as the epilog, laid out as written."""
+    return argparse.ArgumentParser(description=doc.split("\n\n")[0],
+                                   formatter_class=argparse.RawDescriptionHelpFormatter,
+                                   epilog=doc.split("\n\n", 1)[1])
 
 
 # ----------------------------------------------------------------------------- setup

@@ -16,7 +16,6 @@ the first variant's (the impls differ by float rounding only).
 
 from __future__ import annotations
 
-import argparse
 
 import jax
 import jax.numpy as jnp
@@ -29,9 +28,7 @@ from csra_jax.train import steps as steps_lib  # noqa: E402
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 1)[1])
+    p = common.doc_parser(__doc__)
     p.add_argument("--arch", default="small_cnn")
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--batch", type=int, default=32)

@@ -14,7 +14,6 @@ compiled step, and the largest difference between the two kernel gradients.
 
 from __future__ import annotations
 
-import argparse
 import re
 
 import jax
@@ -33,9 +32,7 @@ def _grad_fn(dot):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 1)[1])
+    p = common.doc_parser(__doc__)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--tokens", type=int, default=197)
     p.add_argument("--dim", type=int, default=768)

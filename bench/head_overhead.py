@@ -21,7 +21,6 @@ largest CSRA variant (a line after each arch's rows).
 
 from __future__ import annotations
 
-import argparse
 import gc
 
 import common  # bench/common.py (sets up sys.path for csra_jax)
@@ -57,9 +56,7 @@ def paired(ts, base):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 1)[1])
+    p = common.doc_parser(__doc__)
     p.add_argument("--archs", default="resnet101,vit_b16",
                    help="comma-separated archs (default resnet101,vit_b16)")
     p.add_argument("--size", type=int, default=None,

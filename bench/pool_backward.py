@@ -11,7 +11,6 @@ gradients (0: bit-identical).
 
 from __future__ import annotations
 
-import argparse
 
 import jax
 import jax.numpy as jnp
@@ -29,9 +28,7 @@ QUICK = [(2, 16, 16, 8, 2, 2, 0), (2, 17, 17, 8, 3, 2, 1)]
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 1)[1])
+    p = common.doc_parser(__doc__)
     p.add_argument("--rounds", type=int, default=8)
     p.add_argument("--quick", action="store_true", help="smoke: small shapes, 2 rounds")
     a = p.parse_args(argv)

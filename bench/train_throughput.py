@@ -22,7 +22,6 @@ dataset's 10 classes.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import tempfile
 import time
@@ -34,9 +33,7 @@ from csra_jax.models.registry import backbone_spec  # noqa: E402  (after common'
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 1)[1])
+    p = common.doc_parser(__doc__)
     p.add_argument("--archs", default="resnet101,vit_b16")
     p.add_argument("--dtypes", default="float32,bfloat16",
                    help="comma-separated computation dtypes (float32, bfloat16)")
