@@ -136,16 +136,13 @@ def validate_config(c: ml_collections.ConfigDict, device_count: int, process_cou
         check_head_config(c)
     except ValueError as e:
         raise ValueError(f"invalid config: model: {e}") from None
-    from csra_jax.models.resnet import CONV_IMPLS
-    _check(c.model.conv_impl in CONV_IMPLS,
-           f"model.conv_impl={c.model.conv_impl!r}; valid: {', '.join(CONV_IMPLS)}")
-    from csra_jax.models.pooling import POOL_IMPLS
-    _check(c.model.pool_impl in POOL_IMPLS,
-           f"model.pool_impl={c.model.pool_impl!r}; valid: {', '.join(POOL_IMPLS)}")
     from csra_jax.models.attention import ATTENTION_IMPLS
-    _check(c.model.attention_impl in ATTENTION_IMPLS,
-           f"model.attention_impl={c.model.attention_impl!r}; valid: "
-           f"{', '.join(ATTENTION_IMPLS)}")
+    from csra_jax.models.pooling import POOL_IMPLS
+    from csra_jax.models.resnet import CONV_IMPLS
+    for field, choices in (("conv_impl", CONV_IMPLS), ("pool_impl", POOL_IMPLS),
+                           ("attention_impl", ATTENTION_IMPLS)):
+        value = c.model[field]
+        _check(value in choices, f"model.{field}={value!r}; valid: {', '.join(choices)}")
     _check(c.init_source in INIT_SOURCES,
            f"init_source={c.init_source!r}; valid: {', '.join(map(repr, INIT_SOURCES))}")
     if c.init_checkpoint_sha256:

@@ -27,15 +27,14 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from csra_jax.models.backend_choice import resolve_per_backend
+
 ATTENTION_IMPLS = ("auto", "jax", "cpu")
 
 
 def resolve_attention_impl(impl: str) -> str:
-    if impl not in ATTENTION_IMPLS:
-        raise ValueError(f"attention_impl={impl!r}; valid: {', '.join(ATTENTION_IMPLS)}")
-    if impl == "auto":
-        return "cpu" if jax.default_backend() == "cpu" else "jax"
-    return impl
+    return resolve_per_backend("attention_impl", impl, ATTENTION_IMPLS, on_cpu="cpu",
+                               elsewhere="jax")
 
 
 def multi_head_attention(q, k, v, impl: str = "auto"):

@@ -28,6 +28,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from csra_jax.models.backend_choice import resolve_per_backend
+
 
 def _dot_last(x, kernel):
     return lax.dot_general(x, kernel, (((x.ndim - 1,), (0,)), ((), ())))
@@ -58,11 +60,8 @@ WEIGHT_GRADS = ("auto", "swapped", "autodiff")
 
 
 def resolve_weight_grad(weight_grad: str) -> str:
-    if weight_grad not in WEIGHT_GRADS:
-        raise ValueError(f"weight_grad={weight_grad!r}; valid: {', '.join(WEIGHT_GRADS)}")
-    if weight_grad == "auto":
-        return "swapped" if jax.default_backend() == "cpu" else "autodiff"
-    return weight_grad
+    return resolve_per_backend("weight_grad", weight_grad, WEIGHT_GRADS, on_cpu="swapped",
+                               elsewhere="autodiff")
 
 
 class Dense(nn.Module):

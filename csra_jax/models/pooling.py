@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from csra_jax.models.backend_choice import resolve_per_backend
+
 
 def _forward(x, window, stride, pad):
     return nn.max_pool(x, (window, window), strides=(stride, stride),
@@ -76,11 +78,8 @@ POOL_IMPLS = ("auto", "xla", "masked")
 def resolve_pool_impl(pool_impl: str) -> str:
     """``"auto"``: the masked backward on CPU; XLA's own on GPU/TPU, whose select-and-scatter
     kernels are native (the expansion above is XLA:CPU's)."""
-    if pool_impl not in POOL_IMPLS:
-        raise ValueError(f"pool_impl={pool_impl!r}; valid: {', '.join(POOL_IMPLS)}")
-    if pool_impl == "auto":
-        return "masked" if jax.default_backend() == "cpu" else "xla"
-    return pool_impl
+    return resolve_per_backend("pool_impl", pool_impl, POOL_IMPLS, on_cpu="masked",
+                               elsewhere="xla")
 
 
 def max_pool(x, window: int, stride: int, pad: int = 0, impl: str = "auto"):

@@ -34,6 +34,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from csra_jax.models.backend_choice import resolve_per_backend
 from csra_jax.models.batch_norm import BatchNorm
 from csra_jax.models.conv import ConvGemmVJP
 from csra_jax.models.pooling import max_pool
@@ -55,19 +56,15 @@ CONV_IMPLS = ("auto", "xla", "gemm", "gemm_vjp", "winograd")
 
 
 def resolve_conv_impl(conv_impl: str) -> str:
-    if conv_impl not in CONV_IMPLS:
-        raise ValueError(f"conv_impl={conv_impl!r}; valid: {', '.join(CONV_IMPLS)}")
-    if conv_impl == "auto":
-        if jax.default_backend() != "cpu":
-            return "xla"
-        # The written-out backward scans over batch tiles; over a batch sharded across
-        # several CPU devices that scan would gather the batch, so it is single-device only.
-        # Winograd on top: resnet101@448 eval 0.91-0.92x and train 0.91-1.03x the time of
-        # "gemm_vjp" in two runs (bench/vs_torch.py --ab_conv_impl gemm_vjp), with
-        # F(2x2) for the >= 256-channel convs; the per-shape F(4x4)/F(2x2) rule then
-        # took train 0.96x, eval 1.00x of that (bench/process_ab.py --trees).
-        return "winograd" if jax.device_count() == 1 else "gemm"
-    return conv_impl
+    # The written-out backward scans over batch tiles; over a batch sharded across
+    # several CPU devices that scan would gather the batch, so it is single-device only.
+    # Winograd on top: resnet101@448 eval 0.91-0.92x and train 0.91-1.03x the time of
+    # "gemm_vjp" in two runs (bench/vs_torch.py --ab_conv_impl gemm_vjp), with
+    # F(2x2) for the >= 256-channel convs; the per-shape F(4x4)/F(2x2) rule then
+    # took train 0.96x, eval 1.00x of that (bench/process_ab.py --trees).
+    on_cpu = "winograd" if jax.device_count() == 1 else "gemm"
+    return resolve_per_backend("conv_impl", conv_impl, CONV_IMPLS, on_cpu=on_cpu,
+                               elsewhere="xla")
 
 
 class Conv1x1(nn.Module):
