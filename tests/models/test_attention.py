@@ -2,10 +2,6 @@
 ``scaled_dot_product_attention`` and its autograd, and against
 ``jax.nn.dot_product_attention`` inside a ViT train step."""
 
-import os
-import subprocess
-import sys
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,7 +10,7 @@ import torch
 
 from csra_jax import create_model
 from csra_jax.models.attention import multi_head_attention, resolve_attention_impl
-from repo_root import ROOT
+from worker_process import run_worker
 
 # ViT-B's token count with the class token (not a multiple of anything), fewer heads.
 SHAPE = (2, 197, 3, 64)
@@ -138,11 +134,6 @@ def test_forward_mode_needs_the_jax_implementation():
 def test_vit_gradients_with_the_batch_sharded_over_devices():
     """8 simulated CPU devices, one image each: the custom_vjp backward passes partition
     like the rest of the step (same gradients as on one device)."""
-    worker = os.path.join(ROOT, "tests", "workers", "vit_sharded_grads.py")
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
-               JAX_PLATFORMS="cpu")
-    out = subprocess.run([sys.executable, worker], env=env, capture_output=True, text=True,
-                         timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    devices, worst = out.stdout.split()[1], float(out.stdout.split()[3])
-    assert devices == "8" and worst <= 1e-5, out.stdout
+    stdout = run_worker("vit_sharded_grads.py", devices=8)
+    devices, worst = stdout.split()[1], float(stdout.split()[3])
+    assert devices == "8" and worst <= 1e-5, stdout

@@ -5,10 +5,6 @@ BatchNorm the biased one. The torch-ported backbones use csra_jax's BatchNorm, s
 fine-tuning run from torch weights keeps torch's running statistics.
 """
 
-import os
-import subprocess
-import sys
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -23,7 +19,7 @@ from csra_jax.convert import load_torch_weights
 from csra_jax.models.batch_norm import BatchNorm, normalize_with_batch_stats
 from csra_jax.train.loss import bce_with_logits
 from torch_reference import randomize_bn, to_nchw
-from repo_root import ROOT
+from worker_process import run_worker
 
 LR, MOMENTUM, WD = 0.01, 0.9, 1e-4  # the paper's backbone recipe
 
@@ -128,14 +124,9 @@ def test_resnet18_sgd_steps_match_torch(steps):
 def test_sharded_batch_uses_global_statistics_and_count():
     """8 devices, one image each: layer4 has n = 8*2*2 = 32 values per channel globally
     but 4 per device; a per-device mean or count would miss torch by far more than 1e-5."""
-    worker = os.path.join(ROOT, "tests", "workers", "bn_sharded.py")
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
-               JAX_PLATFORMS="cpu")
-    out = subprocess.run([sys.executable, worker], env=env, capture_output=True, text=True,
-                         timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    devices, worst = out.stdout.split()[1], float(out.stdout.split()[3])
-    assert devices == "8" and worst <= 1e-5, out.stdout
+    stdout = run_worker("bn_sharded.py", devices=8)
+    devices, worst = stdout.split()[1], float(stdout.split()[3])
+    assert devices == "8" and worst <= 1e-5, stdout
 
 
 def _torch_train_bn_grads(x, scale, bias, g):
