@@ -12,12 +12,14 @@ import argparse
 import datetime
 import os
 import platform
-import statistics
 import sys
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
+
+import timing  # bench/timing.py (jax-free)
+from timing import median, spread  # noqa: F401  (re-exported for the scripts)
 
 # Runnable as `python bench/<name>.py` from the repo root without installing.
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -212,31 +214,8 @@ def timed(fn: Callable[[], Any]) -> float:
 
 def interleaved(fns: Dict[str, Callable[[], Any]], repeats: int, warmup: int = 1,
                 log: Optional[Callable[[str], None]] = None) -> Dict[str, List[float]]:
-    """Seconds per call of each fn, calls interleaved round-robin (the starting fn rotates
-    every round), so slow drifts and other load on the machine hit all variants alike."""
-    names = list(fns)
-    for _ in range(warmup):
-        for n in names:
-            timed(fns[n])
-    out: Dict[str, List[float]] = {n: [] for n in names}
-    for r in range(repeats):
-        order = names[r % len(names):] + names[:r % len(names)]
-        for n in order:
-            out[n].append(timed(fns[n]))
-        if log:
-            log(f"  round {r + 1}/{repeats}: " +
-                ", ".join(f"{n} {out[n][-1]:.3f}s" for n in names))
-    return out
-
-
-def median(xs: Sequence[float]) -> float:
-    return statistics.median(xs)
-
-
-def spread(xs: Sequence[float]) -> str:
-    """min-max as a percentage of the median, a quick noise indicator."""
-    m = median(xs)
-    return f"{100 * (max(xs) - min(xs)) / m:.1f}%" if m else "-"
+    """`timing.interleaved` with each call blocked until its arrays are ready."""
+    return timing.interleaved(fns, repeats, warmup, log, timer=timed)
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

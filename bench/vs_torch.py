@@ -1,4 +1,4 @@
-"""Side by side with PyTorch: the same models, inputs, batch and resolution, one process.
+"""Side by side with PyTorch: the same models, inputs, batch and resolution.
 
   python bench/vs_torch.py                          # resnet101@448 csra H=1/H=8/gap, vit_b16@224 csra H=1
   python bench/vs_torch.py --models resnet101/csra8 --repeats 10
@@ -17,15 +17,22 @@ BCEWithLogits + backward + torch SGD (momentum 0.9, weight decay 1e-4, lr 0.01 b
 (default: all cores, as XLA's CPU backend uses). PyTorch runs both in the default
 (NCHW-contiguous) and channels_last memory formats; the faster one is counted.
 
+Processes: by default (`--processes separate`) ours and PyTorch each run in their own
+worker process (`bench/vs_torch_worker.py`), as a user runs one of them: in one shared
+process (`--processes one`) each framework's heap, threads and page faults slow the
+other's steps. The parent starts neither framework; it drives the workers over pipes
+and each worker times its own calls.
+
 Timing: after compiling and `--warmup` untimed calls, each round calls ours and both
-torch variants once, in rotating order, so load from other processes hits all alike;
+torch variants once, in rotating order, so load from other processes hits all alike
+(with separate processes, only the called worker runs; the other waits on its pipe);
 the table reports medians (img/s = batch / median step). Inputs and labels are the same
 arrays for both. GFLOP/s use one FLOP count for both columns: XLA's `cost_analysis()`
 of our compiled step (2 FLOPs per multiply-add; for train it includes the optimizer).
 The peak is measured in the same run: the faster of a jitted 4096^3 f32 dot and
-torch's 1x1 channels_last convolution of the same size (oneDNN), timed at the start and
-again inside every model's eval rounds (so it sees the same load); rows use the highest
-seen so far.
+torch's 1x1 channels_last convolution of the same size (oneDNN), timed inside every
+model's eval rounds (so it sees the same load; in one process also at the start); rows
+use the highest seen so far.
 
 Each row is printed as soon as it is measured, so a partial run still leaves a table.
 `--compilation_cache DIR` reuses XLA executables across runs (a resnet101@448 train step
@@ -45,6 +52,9 @@ import sys
 import time
 
 import numpy as np
+
+import timing  # bench/timing.py (jax-free)
+import vs_torch_worker as worker_lib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_MODELS = "resnet101/csra1,resnet101/csra8,resnet101/gap,vit_b16/csra1"
@@ -214,7 +224,12 @@ def torch_peak_fn(torch, n: int) -> PeakFn:
     def call():
         with torch.inference_mode():
             return conv(x).sum().item()
-    return PeakFn(call, 2 * n * side * side * n)
+    return PeakFn(call, torch_peak_flops(n))
+
+
+def torch_peak_flops(n: int) -> int:
+    side = int(round(n ** 0.5))
+    return 2 * n * side * side * n
 
 
 def measure(fn: PeakFn, repeats: int) -> float:
@@ -276,15 +291,39 @@ def print_row(cells):
     print("| " + " | ".join(str(c) for c in cells) + " |", flush=True)
 
 
+def report_step(spec, a, size, batch, step, times, flops, secs, peak_names, peak_seen):
+    """Folds one step's interleaved times into the table: the peak GEMMs' rounds update
+    ``peak_seen``, an A/B lever gets its paired ratio, the row is printed and returned."""
+    for name in peak_names:
+        if name in times:
+            t = peak_names[name] / statistics.median(times.pop(name)) / 1e9
+            peak_seen[name] = max(peak_seen.get(name, 0.0), t)
+    peak = max(peak_seen.values()) if peak_seen else None
+    med = {k: statistics.median(v) for k, v in times.items()}
+    if "ours ab" in times:
+        paired = statistics.median(b / o for b, o in zip(times["ours ab"], times["ours"]))
+        print(f"# A/B {spec} {step}: conv_impl={a.ab_conv_impl} "
+              f"{med['ours ab']:.3f}s vs {a.conv_impl or 'auto'} {med['ours']:.3f}s, "
+              f"paired time ratio {paired:.3f} (< 1: the lever is faster)", flush=True)
+        del times["ours ab"], med["ours ab"]
+    log("  medians: " + ", ".join(f"{k} {v:.3f}s" for k, v in med.items()))
+    best = min((k for k in med if k.startswith("torch ")), key=med.get)
+    cells = row(spec, size, batch, a.dtype, step, med["ours"], med[best],
+                best.split(" ", 1)[1], flops, peak, secs, timing.spread(times["ours"]),
+                timing.spread(times[best]))
+    print_row(cells)
+    return cells
+
+
 def run_model(spec, a, common, torch, peak_fns, peak_seen):
+    """Both frameworks in this process."""
     arch, head, num_heads = parse_spec(spec)
     size = a.size or default_size(arch)
     batch = a.batch or default_batch(size)
     dtype = common.DTYPES[a.dtype]
-    rng = np.random.default_rng(0)
-    images = rng.random((batch, size, size, 3), dtype=np.float32)
-    labels = (rng.random((batch, a.num_classes)) < 0.1).astype(np.int8)
-    log(f"{spec}@{size} batch {batch}: ours {a.dtype}, torch float32, {a.threads} threads")
+    images, labels = worker_lib.inputs(batch, size, a.num_classes)
+    log(f"{spec}@{size} batch {batch}: ours {a.dtype}, torch float32, {a.threads} threads, "
+        "one process")
 
     mesh = common.steps_lib.make_mesh()
     model = ours_model(common, arch, head, num_heads, size, a.num_classes, a.lam, dtype,
@@ -320,31 +359,65 @@ def run_model(spec, a, common, torch, peak_fns, peak_seen):
         if peak_fns and step == "eval":  # the peak GEMMs join the eval rounds: same load
             fns.update(peak_fns)
         reps = a.repeats if step == "train" else a.eval_repeats
-        times = common.interleaved(fns, reps, a.warmup, log)
-        for name in peak_fns:
-            if name in times:
-                t = peak_fns[name].flops / statistics.median(times.pop(name)) / 1e9
-                peak_seen[name] = max(peak_seen.get(name, 0.0), t)
-        peak = max(peak_seen.values()) if peak_seen else None
+        times = timing.interleaved(fns, reps, a.warmup, log, timer=common.timed)
         if step == "train" and int(ours.state.nonfinite):
             log("  warning: our train step reported non-finite values")
-        med = {k: statistics.median(v) for k, v in times.items()}
-        if "ours ab" in times:
-            paired = statistics.median(b / o for b, o in zip(times["ours ab"], times["ours"]))
-            print(f"# A/B {spec} {step}: conv_impl={a.ab_conv_impl} "
-                  f"{med['ours ab']:.3f}s vs {a.conv_impl or 'auto'} {med['ours']:.3f}s, "
-                  f"paired time ratio {paired:.3f} (< 1: the lever is faster)", flush=True)
-            del times["ours ab"], med["ours ab"]
-        log("  medians: " + ", ".join(f"{k} {v:.3f}s" for k, v in med.items()))
-        best = min((k for k in med if k.startswith("torch ")), key=med.get)
-        cells = row(spec, size, batch, a.dtype, step, med["ours"], med[best],
-                    best.split(" ", 1)[1], flops, peak, secs, common.spread(times["ours"]),
-                    common.spread(times[best]))
-        print_row(cells)
-        rows.append(cells)
+        rows.append(report_step(spec, a, size, batch, step, times, flops, secs,
+                                {k: f.flops for k, f in peak_fns.items()}, peak_seen))
         del ours, fns
         gc.collect()
     return rows
+
+
+def worker_argv(a, spec):
+    """The options a worker needs to build the same model and inputs."""
+    argv = ["--models", spec, "--threads", str(a.threads), "--dtype", a.dtype,
+            "--formats", ",".join(a.formats), "--num_classes", str(a.num_classes),
+            "--lam", str(a.lam), "--peak_size", str(a.peak_size)]
+    for flag, value in (("--size", a.size), ("--batch", a.batch), ("--conv_impl", a.conv_impl),
+                        ("--ab_conv_impl", a.ab_conv_impl),
+                        ("--compilation_cache", a.compilation_cache)):
+        if value:
+            argv += [flag, str(value)]
+    return argv + (["--no_peak"] if a.no_peak else [])
+
+
+def run_model_separate(spec, a, peak_seen):
+    """Ours and PyTorch each in its own worker process, rounds interleaved from here."""
+    arch, _, _ = parse_spec(spec)
+    size = a.size or default_size(arch)
+    batch = a.batch or default_batch(size)
+    log(f"{spec}@{size} batch {batch}: ours {a.dtype}, torch float32, {a.threads} threads, "
+        "each framework in its own process")
+    workers = {}
+    try:
+        for fw in ("ours", "torch"):  # one at a time: each builds and compiles alone
+            workers[fw] = worker_lib.Worker(fw, worker_argv(a, spec))
+            workers[fw].names()  # waits until the worker has built its models
+        rows = []
+        for step in ("eval", "train"):
+            if step == "train" and a.no_train:
+                continue
+            secs, flops = (float(v) for v in workers["ours"].ask("build", step).split())
+            log(f"  ours {step} compiled in {secs:.1f}s, {flops / 1e9:.1f} GFLOP")
+            workers["torch"].ask("build", step)
+            fns = {}
+            for fw, w in workers.items():
+                for i, name in enumerate(w.names()):
+                    fns[name] = (w, i)
+            reps = a.repeats if step == "train" else a.eval_repeats
+            times = timing.interleaved(fns, reps, a.warmup, log,
+                                         timer=lambda wn: wn[0].run(wn[1]))
+            if step == "train" and int(workers["ours"].ask("nonfinite")):
+                log("  warning: our train step reported non-finite values")
+            peak_names = {} if a.no_peak else {"peak jax dot": 2 * a.peak_size ** 3,
+                                               "peak torch conv": torch_peak_flops(a.peak_size)}
+            rows.append(report_step(spec, a, size, batch, step, times, flops or None, secs,
+                                    peak_names, peak_seen))
+        return rows
+    finally:
+        for w in workers.values():
+            w.close()
 
 
 # ------------------------------------------------------------------------ memory mode
@@ -476,7 +549,12 @@ def parse_args(argv=None):
                         "XLA's buffer plan)")
     p.add_argument("--memory_frameworks", default="ours,torch",
                    help="with --memory: which children to run (ours and/or torch)")
+    p.add_argument("--processes", default="separate", choices=["separate", "one"],
+                   help="separate (default): ours and torch each in its own worker process, "
+                        "rounds interleaved over pipes; one: both in this process, where "
+                        "each framework's heap and threads slow the other's steps")
     p.add_argument("--child", choices=["ours", "torch"], help=argparse.SUPPRESS)
+    p.add_argument("--worker", choices=["ours", "torch"], help=argparse.SUPPRESS)
     p.add_argument("--quick", action="store_true",
                    help="smoke run: resnet18@64 and a 2-block ViT@64, batch 2, 1 round")
     a = p.parse_args(argv)
@@ -493,20 +571,40 @@ def parse_args(argv=None):
     return a
 
 
+def versions():
+    """(jax, torch) versions without importing either (the separate mode's parent)."""
+    from importlib import metadata
+    return tuple(metadata.version(n) for n in ("jax", "torch"))
+
+
 def main(argv=None):
     a = parse_args(argv)
+    if a.worker:
+        return worker_lib.serve(a, sys.modules[__name__])
     if a.child:
         return memory_child(a)
     if a.memory:
         return memory_mode(a)
-    import common  # bench/common.py: sys.path for csra_jax, the library's steps
-    torch = torch_setup(a.threads)
-    if a.compilation_cache:
-        common.jax.config.update("jax_compilation_cache_dir", a.compilation_cache)
-        common.jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-    log(common.describe_machine() + f"  torch {torch.__version__} ({a.threads} threads)")
+    separate = a.processes == "separate"
+    if separate:
+        common = torch = None
+        jax_version, torch_version = versions()
+        machine = f"python {sys.version.split()[0]}, cpu cores {os.cpu_count()}"
+    else:
+        import common  # bench/common.py: sys.path for csra_jax, the library's steps
+        torch = torch_setup(a.threads)
+        if a.compilation_cache:
+            common.jax.config.update("jax_compilation_cache_dir", a.compilation_cache)
+            common.jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+        jax_version, torch_version = common.jax.__version__, torch.__version__
+        machine = common.describe_machine()
+    log(machine + f"  torch {torch_version} ({a.threads} threads)")
     peak_fns, peak_seen, peak_note = {}, {}, "not measured"
-    if not a.no_peak:
+    if not a.no_peak and separate:
+        peak_note = (f"jitted {a.peak_size}^3 f32 dot (ours' worker) and torch 1x1 "
+                     "channels_last conv of the same size (torch's worker), timed inside "
+                     "every model's eval rounds; each row's % uses the highest so far")
+    elif not a.no_peak:
         peak_fns = {"peak jax dot": jax_peak_fn(a.peak_size),
                     "peak torch conv": torch_peak_fn(torch, a.peak_size)}
         peak_seen = {k: measure(f, 3) for k, f in peak_fns.items()}
@@ -514,8 +612,8 @@ def main(argv=None):
                      f"{a.peak_size}^3 f32 dot {peak_seen['peak jax dot']:.0f}, torch 1x1 "
                      f"channels_last conv {peak_seen['peak torch conv']:.0f}); both are re-timed "
                      "inside every model's eval rounds and each row's % uses the highest so far")
-    print(f"# ours (csra_jax, jax {common.jax.__version__}) vs PyTorch {torch.__version__} "
-          f"({common.describe_machine()})")
+    where = ("each framework in its own process" if separate else "both frameworks in one process")
+    print(f"# ours (csra_jax, jax {jax_version}) vs PyTorch {torch_version} ({machine}); {where}")
     print(f"# GEMM peak this run: {peak_note}")
     print(f"# medians of {a.eval_repeats} eval / {a.repeats} train interleaved rounds after "
           f"{a.warmup} warm-up; torch {a.threads} threads, best of formats {a.formats}; "
@@ -526,7 +624,10 @@ def main(argv=None):
     failed = []
     for spec in csv_list(a.models):
         try:
-            run_model(spec, a, common, torch, peak_fns, peak_seen)
+            if separate:
+                run_model_separate(spec, a, peak_seen)
+            else:
+                run_model(spec, a, common, torch, peak_fns, peak_seen)
         except Exception as e:  # pylint: disable=broad-except
             log(f"{spec} failed: {type(e).__name__}: {e}")
             failed.append(spec)

@@ -25,18 +25,26 @@ def test_bench_quick_mode_runs(script):
     assert len(rows) >= 2, out.stdout  # header + at least one measured row
 
 
-def test_vs_torch_quick_mode_prints_both_frameworks():
-    """bench/vs_torch.py --quick: resnet18@64 and a 2-block ViT, ours vs PyTorch."""
-    out = subprocess.run([sys.executable, os.path.join("bench", "vs_torch.py"), "--quick"],
+@pytest.mark.parametrize("processes,extra,steps", [
+    ("separate", [], {(m, s) for m in ("resnet18/csra1", "vit_tiny/csra1")
+                      for s in ("eval", "train")}),
+    ("one", ["--models", "vit_tiny/csra1", "--no_train"], {("vit_tiny/csra1", "eval")})])
+def test_vs_torch_quick_mode_prints_both_frameworks(processes, extra, steps):
+    """bench/vs_torch.py --quick: resnet18@64 and a 2-block ViT, ours vs PyTorch, each
+    framework in its own worker process (the default; a worker stops if the other
+    framework was imported in it) or both in one process."""
+    out = subprocess.run([sys.executable, os.path.join("bench", "vs_torch.py"), "--quick",
+                          "--processes", processes, *extra],
                          cwd=ROOT, capture_output=True, text=True, timeout=600,
                          env=dict(os.environ, JAX_PLATFORMS="cpu"))
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert "GEMM peak this run:" in out.stdout
+    where = "in its own process" if processes == "separate" else "in one process"
+    assert where in out.stdout.splitlines()[0], out.stdout
     rows = [l.split("|")[1:-1] for l in out.stdout.splitlines()
             if l.startswith("| ") and "---" not in l and not l.startswith("| model")]
-    steps = {(r[0].strip(), r[4].strip()) for r in rows}
-    assert steps == {(m, s) for m in ("resnet18/csra1", "vit_tiny/csra1")
-                     for s in ("eval", "train")}, out.stdout
+    assert {(r[0].strip(), r[4].strip()) for r in rows} == steps, out.stdout
+    assert "GEMM peak, highest seen this run: peak jax dot" in out.stdout
     for r in rows:  # ours img/s, torch img/s and the ratio are positive numbers
         assert float(r[5]) > 0 and float(r[6]) > 0 and float(r[8].strip().rstrip("x")) > 0
         assert r[7].strip() in ("default", "channels_last")
