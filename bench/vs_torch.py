@@ -95,6 +95,13 @@ def default_batch(size: int) -> int:
     return 4 if size >= 448 else 8  # the issue's anchor: batch 4 at 448, 8 at 224
 
 
+def model_shape(spec: str, a):
+    """(arch, head, num_heads, size, batch) of one model spec under the options ``a``."""
+    arch, head, num_heads = parse_spec(spec)
+    size = a.size or default_size(arch)
+    return arch, head, num_heads, size, a.batch or default_batch(size)
+
+
 # ------------------------------------------------------------------------ PyTorch side
 
 
@@ -265,7 +272,11 @@ def jax_peak_fn(n: int) -> PeakFn:
     import jax.numpy as jnp
     a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
     f = jax.jit(jnp.dot).lower(a, a).compile()
-    return PeakFn(lambda: jax.block_until_ready(f(a, a)), 2 * n ** 3)
+    return PeakFn(lambda: jax.block_until_ready(f(a, a)), jax_peak_flops(n))
+
+
+def jax_peak_flops(n: int) -> int:
+    return 2 * n ** 3
 
 
 # ------------------------------------------------------------------------ the table
@@ -315,33 +326,55 @@ def report_step(spec, a, size, batch, step, times, flops, secs, peak_names, peak
     return cells
 
 
-def run_model(spec, a, common, torch, peak_fns, peak_seen):
-    """Both frameworks in this process."""
-    arch, head, num_heads = parse_spec(spec)
-    size = a.size or default_size(arch)
-    batch = a.batch or default_batch(size)
-    dtype = common.DTYPES[a.dtype]
-    images, labels = worker_lib.inputs(batch, size, a.num_classes)
-    log(f"{spec}@{size} batch {batch}: ours {a.dtype}, torch float32, {a.threads} threads, "
-        "one process")
+def use_compilation_cache(common, path):
+    """Persistent XLA compilation cache (``--compilation_cache``); None: leave it off."""
+    if path:
+        common.jax.config.update("jax_compilation_cache_dir", path)
+        common.jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
+
+def device_batch(common, mesh, images, labels):
+    """The train/eval steps' batch dict, sharded over ``mesh``'s batch axis."""
+    batch = images.shape[0]
+    return common.jax.device_put(
+        {"image": images, "labels": labels, "ignore": np.zeros_like(labels),
+         "mask": np.ones((batch,), np.float32), "index": np.arange(batch, dtype=np.int32)},
+        common.steps_lib.batch_sharding(mesh))
+
+
+def ours_setup(common, a, arch, head, num_heads, size, images, labels):
+    """Ours for one model: (mesh, model, variables, the --ab_conv_impl model or None,
+    device batch)."""
     mesh = common.steps_lib.make_mesh()
+    dtype = common.DTYPES[a.dtype]
     model = ours_model(common, arch, head, num_heads, size, a.num_classes, a.lam, dtype,
                        a.conv_impl)
     variables = common.init_variables(model, size)
     ab_model = (ours_model(common, arch, head, num_heads, size, a.num_classes, a.lam, dtype,
                            a.ab_conv_impl) if a.ab_conv_impl and arch.startswith("resnet")
                 else None)
-    data = common.jax.device_put(
-        {"image": images, "labels": labels, "ignore": np.zeros_like(labels),
-         "mask": np.ones((batch,), np.float32), "index": np.arange(batch, dtype=np.int32)},
-        common.steps_lib.batch_sharding(mesh))
+    return mesh, model, variables, ab_model, device_batch(common, mesh, images, labels)
 
+
+def torch_runners(torch, a, arch, head, num_heads, size, images, labels):
+    """PyTorch for one model: a TorchRunner per memory format in ``--formats``."""
     torch.manual_seed(0)
     runners = {}
     for fmt in a.formats:
         m, h = torch_model(arch, head, num_heads, size, a.num_classes, a.lam)
         runners[fmt] = TorchRunner(torch, m, h, images, labels, fmt == "channels_last")
+    return runners
+
+
+def run_model(spec, a, common, torch, peak_fns, peak_seen):
+    """Both frameworks in this process."""
+    arch, head, num_heads, size, batch = model_shape(spec, a)
+    images, labels = worker_lib.inputs(batch, size, a.num_classes)
+    log(f"{spec}@{size} batch {batch}: ours {a.dtype}, torch float32, {a.threads} threads, "
+        "one process")
+    mesh, model, variables, ab_model, data = ours_setup(common, a, arch, head, num_heads,
+                                                        size, images, labels)
+    runners = torch_runners(torch, a, arch, head, num_heads, size, images, labels)
 
     rows = []
     for step in ("eval", "train"):
@@ -384,9 +417,7 @@ def worker_argv(a, spec):
 
 def run_model_separate(spec, a, peak_seen):
     """Ours and PyTorch each in its own worker process, rounds interleaved from here."""
-    arch, _, _ = parse_spec(spec)
-    size = a.size or default_size(arch)
-    batch = a.batch or default_batch(size)
+    _, _, _, size, batch = model_shape(spec, a)
     log(f"{spec}@{size} batch {batch}: ours {a.dtype}, torch float32, {a.threads} threads, "
         "each framework in its own process")
     workers = {}
@@ -410,7 +441,7 @@ def run_model_separate(spec, a, peak_seen):
                                          timer=lambda wn: wn[0].run(wn[1]))
             if step == "train" and int(workers["ours"].ask("nonfinite")):
                 log("  warning: our train step reported non-finite values")
-            peak_names = {} if a.no_peak else {"peak jax dot": 2 * a.peak_size ** 3,
+            peak_names = {} if a.no_peak else {"peak jax dot": jax_peak_flops(a.peak_size),
                                                "peak torch conv": torch_peak_flops(a.peak_size)}
             rows.append(report_step(spec, a, size, batch, step, times, flops or None, secs,
                                     peak_names, peak_seen))
@@ -428,9 +459,7 @@ def memory_child(a):
     spec = csv_list(a.models)[0]
     arch, head, num_heads = parse_spec(spec)
     size, batch = a.size or default_size(arch), a.batch or 16
-    rng = np.random.default_rng(0)
-    images = rng.random((batch, size, size, 3), dtype=np.float32)
-    labels = (rng.random((batch, a.num_classes)) < 0.1).astype(np.int8)
+    images, labels = worker_lib.inputs(batch, size, a.num_classes)
     if a.child == "torch":
         torch = torch_setup(a.threads)
         base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -445,10 +474,7 @@ def memory_child(a):
         model = ours_model(common, arch, head, num_heads, size, a.num_classes, a.lam,
                            common.DTYPES[a.dtype], a.conv_impl)
         variables = common.init_variables(model, size)
-        data = common.jax.device_put(
-            {"image": images, "labels": labels, "ignore": np.zeros_like(labels),
-             "mask": np.ones((batch,), np.float32),
-             "index": np.arange(batch, dtype=np.int32)}, common.steps_lib.batch_sharding(mesh))
+        data = device_batch(common, mesh, images, labels)
         del images
         runner, _, _ = common.build_train(model, variables, mesh, data)
         del variables
@@ -593,9 +619,7 @@ def main(argv=None):
     else:
         import common  # bench/common.py: sys.path for csra_jax, the library's steps
         torch = torch_setup(a.threads)
-        if a.compilation_cache:
-            common.jax.config.update("jax_compilation_cache_dir", a.compilation_cache)
-            common.jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+        use_compilation_cache(common, a.compilation_cache)
         jax_version, torch_version = common.jax.__version__, torch.__version__
         machine = common.describe_machine()
     log(machine + f"  torch {torch_version} ({a.threads} threads)")

@@ -21,9 +21,10 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import numpy as np
+
+import timing  # bench/timing.py (jax-free)
 
 ANSWER = "ANSWER"
 
@@ -78,26 +79,14 @@ def _answer(*values):
     print(ANSWER, *values, flush=True)
 
 
-def _timed(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
-
-
 def serve(a, vs):
     """The worker's loop; ``vs`` is the vs_torch module (models, runners, peak GEMMs)."""
-    arch, head, num_heads = vs.parse_spec(vs.csv_list(a.models)[0])
-    size = a.size or vs.default_size(arch)
-    batch = a.batch or vs.default_batch(size)
+    arch, head, num_heads, size, batch = vs.model_shape(vs.csv_list(a.models)[0], a)
     images, labels = inputs(batch, size, a.num_classes)
     fns, nonfinite = {}, lambda: 0
     if a.worker == "torch":
         torch = vs.torch_setup(a.threads)
-        torch.manual_seed(0)
-        runners = {}
-        for fmt in a.formats:
-            m, h = vs.torch_model(arch, head, num_heads, size, a.num_classes, a.lam)
-            runners[fmt] = vs.TorchRunner(torch, m, h, images, labels, fmt == "channels_last")
+        runners = vs.torch_runners(torch, a, arch, head, num_heads, size, images, labels)
         peak = None if a.no_peak else vs.torch_peak_fn(torch, a.peak_size)
 
         def build(step):
@@ -108,21 +97,9 @@ def serve(a, vs):
             return 0.0, 0.0
     else:
         import common  # bench/common.py: jax, the library's steps, the heap setting
-        if a.compilation_cache:
-            common.jax.config.update("jax_compilation_cache_dir", a.compilation_cache)
-            common.jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-        mesh = common.steps_lib.make_mesh()
-        dtype = common.DTYPES[a.dtype]
-        model = vs.ours_model(common, arch, head, num_heads, size, a.num_classes, a.lam,
-                              dtype, a.conv_impl)
-        variables = common.init_variables(model, size)
-        ab_model = (vs.ours_model(common, arch, head, num_heads, size, a.num_classes, a.lam,
-                                  dtype, a.ab_conv_impl)
-                    if a.ab_conv_impl and arch.startswith("resnet") else None)
-        data = common.jax.device_put(
-            {"image": images, "labels": labels, "ignore": np.zeros_like(labels),
-             "mask": np.ones((batch,), np.float32), "index": np.arange(batch, dtype=np.int32)},
-            common.steps_lib.batch_sharding(mesh))
+        vs.use_compilation_cache(common, a.compilation_cache)
+        mesh, model, variables, ab_model, data = vs.ours_setup(
+            common, a, arch, head, num_heads, size, images, labels)
         peak = None if a.no_peak else vs.jax_peak_fn(a.peak_size)
 
         def build(step):
@@ -151,7 +128,7 @@ def serve(a, vs):
         elif words[0] == "names":
             _answer(json.dumps(list(fns)))
         elif words[0] == "run":
-            _answer(_timed(list(fns.values())[int(words[1])]))
+            _answer(timing.wall(list(fns.values())[int(words[1])]))
         elif words[0] == "nonfinite":
             _answer(nonfinite())
         else:
