@@ -18,6 +18,8 @@ the layout of ``jax.nn.dot_product_attention``. ``impl`` picks the lowering:
 - ``"auto"`` (default): ``"cpu"`` on the CPU backend, ``"jax"`` on GPU/TPU.
 
 Both compute softmax(q kᵀ / sqrt(head_dim)) v and differ by float rounding only. The
+``"cpu"`` one's products accumulate in float32 (``csra_jax.models.dense``: with bfloat16
+operands that is also XLA:CPU's faster bf16 kernel). The
 ``"cpu"`` one is a ``jax.custom_vjp``: reverse-mode (``grad``/``vjp``) differentiates it,
 forward-mode (``jvp``) does not; use ``"jax"`` for forward-mode derivatives.
 """
@@ -73,7 +75,8 @@ def _heads_major_attention(q, k, v):
 
 def _forward(q, k, v):
     p = jax.nn.softmax(_logits(q, k), axis=-1)
-    out = jnp.einsum("bhqk,bhkd->bhqd", p.astype(v.dtype), v).astype(v.dtype)
+    out = jnp.einsum("bhqk,bhkd->bhqd", p.astype(v.dtype), v,
+                     preferred_element_type=jnp.float32).astype(v.dtype)
     return out, (q, k, v, p, out)
 
 
@@ -83,9 +86,12 @@ def _backward(residuals, d_out):
     # rowsum(dP * P) = rowsum(dO * O): a sum over head_dim instead of over the tokens.
     row = jnp.sum(d_out.astype(jnp.float32) * out.astype(jnp.float32), axis=-1, keepdims=True)
     d_s = (p * (d_p - row)).astype(q.dtype)
-    d_v = jnp.einsum("bhqk,bhqd->bhkd", p.astype(d_out.dtype), d_out).astype(v.dtype)
-    d_q = jnp.einsum("bhqk,bhkd->bhqd", d_s, k).astype(q.dtype)
-    d_k = jnp.einsum("bhqk,bhqd->bhkd", d_s, q).astype(k.dtype)
+    d_v = jnp.einsum("bhqk,bhqd->bhkd", p.astype(d_out.dtype), d_out,
+                     preferred_element_type=jnp.float32).astype(v.dtype)
+    d_q = jnp.einsum("bhqk,bhkd->bhqd", d_s, k, preferred_element_type=jnp.float32
+                     ).astype(q.dtype)
+    d_k = jnp.einsum("bhqk,bhqd->bhkd", d_s, q, preferred_element_type=jnp.float32
+                     ).astype(k.dtype)
     return d_q, d_k, d_v
 
 

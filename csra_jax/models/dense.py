@@ -17,6 +17,11 @@ is a ``jax.custom_vjp``: ``grad``/``vjp`` differentiate it, forward-mode ``jvp``
 not; ``weight_grad="autodiff"`` keeps JAX's own derivative. (A ``custom_jvp`` with the
 swapped contraction as its tangent would allow both, but XLA:CPU folds the swap back and
 copies again.)
+
+All three of its dots accumulate in float32 and round once to the operands' dtype. For
+float32 that is what they did anyway; for bfloat16 it is what lets XLA:CPU use the
+CPU's bf16 dot instructions (AVX512-BF16): a dot with a bfloat16 result runs a slower
+kernel, below the float32 rate (``python bench/gemm_rates.py`` prints both).
 """
 
 from __future__ import annotations
@@ -35,22 +40,33 @@ def _dot_last(x, kernel):
     return lax.dot_general(x, kernel, (((x.ndim - 1,), (0,)), ((), ())))
 
 
+def accumulating_dot(a, b, dimension_numbers):
+    """``lax.dot_general`` accumulated in float32 and rounded once to ``a``'s dtype."""
+    return lax.dot_general(a, b, dimension_numbers,
+                           preferred_element_type=jnp.float32).astype(a.dtype)
+
+
+def _accumulating_dot_last(x, kernel):
+    return accumulating_dot(x, kernel, (((x.ndim - 1,), (0,)), ((), ())))
+
+
 @jax.custom_vjp
 def dense_dot(x, kernel):
     """``x @ kernel`` over the last axis of ``x``, with the swapped weight gradient."""
-    return _dot_last(x, kernel)
+    return _accumulating_dot_last(x, kernel)
 
 
 def _forward(x, kernel):
-    return _dot_last(x, kernel), (x, kernel)
+    return _accumulating_dot_last(x, kernel), (x, kernel)
 
 
 def _backward(residuals, d_y):
     x, kernel = residuals
-    d_x = lax.dot_general(d_y, kernel, (((d_y.ndim - 1,), (1,)), ((), ())))
-    d_kernel_t = lax.dot_general(d_y.reshape(-1, d_y.shape[-1]), x.reshape(-1, x.shape[-1]),
-                                 (((0,), (0,)), ((), ())))
-    return d_x.astype(x.dtype), d_kernel_t.T.astype(kernel.dtype)
+    d_y = d_y.astype(x.dtype)
+    d_x = accumulating_dot(d_y, kernel.astype(x.dtype), (((d_y.ndim - 1,), (1,)), ((), ())))
+    d_kernel_t = accumulating_dot(d_y.reshape(-1, d_y.shape[-1]), x.reshape(-1, x.shape[-1]),
+                                  (((0,), (0,)), ((), ())))
+    return d_x, d_kernel_t.T.astype(kernel.dtype)
 
 
 dense_dot.defvjp(_forward, _backward)

@@ -37,6 +37,7 @@ import jax.numpy as jnp
 from csra_jax.models.backend_choice import resolve_per_backend
 from csra_jax.models.batch_norm import BatchNorm
 from csra_jax.models.conv import ConvGemmVJP
+from csra_jax.models.dense import dense_dot, resolve_weight_grad
 from csra_jax.models.pooling import max_pool
 from csra_jax.models.registry import BackboneSpec, register_backbone
 
@@ -86,8 +87,13 @@ class Conv1x1(nn.Module):
         # On the flattened (N*H*W, C) map: as a dot over the 4-D map, the weight gradient
         # (a contraction over batch and space) got a channel-major copy of the output
         # gradient, written with a stride (20% of resnet101's train step on CPU).
-        y = jax.lax.dot_general(x.reshape(-1, x.shape[-1]), kernel[0, 0],
-                                (((1,), (0,)), ((), ())))
+        flat = x.reshape(-1, x.shape[-1])
+        if flat.dtype != jnp.float32 and resolve_weight_grad("auto") == "swapped":
+            # Low precision on CPU: dots accumulated in float32 in both passes, which
+            # XLA:CPU runs on the CPU's bf16 instructions (csra_jax.models.dense).
+            y = dense_dot(flat, kernel[0, 0])
+        else:
+            y = jax.lax.dot_general(flat, kernel[0, 0], (((1,), (0,)), ((), ())))
         return y.reshape(*x.shape[:-1], self.features)
 
 

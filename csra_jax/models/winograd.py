@@ -99,7 +99,8 @@ def _winograd(x: jax.Array, w: jax.Array, m: int) -> jax.Array:
     u = jnp.stack([col for row in _combine([w[0], w[1], w[2]], g)
                    for col in _combine([row[0], row[1], row[2]], g)])
     prod = lax.dot_general(v.reshape(p * p, n * th * tw, c), u.reshape(p * p, c, -1),
-                           (((2,), (1,)), ((0,), (0,))), preferred_element_type=x.dtype)
+                           (((2,), (1,)), ((0,), (0,))),
+                           preferred_element_type=jnp.float32).astype(x.dtype)  # bf16: dense.py
     prod = prod.reshape(p, p, n, th, tw, -1)
     # A^T prod A: rows, then columns, interleaved back into the (n, m th, m tw) map.
     rows = _combine([prod[i] for i in range(p)], at)

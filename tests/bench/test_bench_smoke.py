@@ -14,7 +14,7 @@ from repo_root import ROOT
 @pytest.mark.parametrize("script", ["head_overhead.py", "train_throughput.py",
                                     "conv_impl_ab.py", "pool_backward.py",
                                     "first_epoch_probe.py", "attention.py",
-                                    "dense_backward.py"])
+                                    "dense_backward.py", "gemm_rates.py"])
 def test_bench_quick_mode_runs(script):
     out = subprocess.run([sys.executable, os.path.join("bench", script), "--quick"], cwd=ROOT,
                          capture_output=True, text=True, timeout=600,
