@@ -37,6 +37,16 @@ def interleaved(fns: Dict[str, Any], repeats: int, warmup: int = 1,
     return out
 
 
+def settled(timer: Callable[[Any], float], calls: int) -> Callable[[Any], float]:
+    """A timer that calls ``fn`` ``calls`` times in a row and reports the median of all
+    but the first: each variant's steady state within its turn, as in a training loop's
+    back-to-back steps, where the one-call timer (``calls=1``) also counts what the
+    previous variant's run cost the next (e.g. memory the machine took back)."""
+    if calls <= 1:
+        return timer
+    return lambda fn: median([timer(fn) for _ in range(calls)][1:])
+
+
 def median(xs: Sequence[float]) -> float:
     return statistics.median(xs)
 

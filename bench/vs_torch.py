@@ -34,6 +34,13 @@ torch's 1x1 channels_last convolution of the same size (oneDNN), timed inside ev
 model's eval rounds (so it sees the same load; in one process also at the start); rows
 use the highest seen so far.
 
+`--calls_per_turn N` (N > 1) calls each fn N times per turn and times the median of all
+but the first, each framework's back-to-back steady state as in a training loop. With one
+call per turn the figure also holds what the previous call cost the next: on a virtual
+machine whose free memory the host takes back (free page reporting), a step that maps
+fresh memory (XLA:CPU's step buffers; see `csra_jax.host_heap`) page-faults more
+expensively after the other framework's turn than after its own step.
+
 Each row is printed as soon as it is measured, so a partial run still leaves a table.
 `--compilation_cache DIR` reuses XLA executables across runs (a resnet101@448 train step
 compiles in ~12 s on 2 cores, bf16 ~16 s).
@@ -392,7 +399,8 @@ def run_model(spec, a, common, torch, peak_fns, peak_seen):
         if peak_fns and step == "eval":  # the peak GEMMs join the eval rounds: same load
             fns.update(peak_fns)
         reps = a.repeats if step == "train" else a.eval_repeats
-        times = timing.interleaved(fns, reps, a.warmup, log, timer=common.timed)
+        times = timing.interleaved(fns, reps, a.warmup, log,
+                                   timer=timing.settled(common.timed, a.calls_per_turn))
         if step == "train" and int(ours.state.nonfinite):
             log("  warning: our train step reported non-finite values")
         rows.append(report_step(spec, a, size, batch, step, times, flops, secs,
@@ -437,8 +445,8 @@ def run_model_separate(spec, a, peak_seen):
                 for i, name in enumerate(w.names()):
                     fns[name] = (w, i)
             reps = a.repeats if step == "train" else a.eval_repeats
-            times = timing.interleaved(fns, reps, a.warmup, log,
-                                         timer=lambda wn: wn[0].run(wn[1]))
+            times = timing.interleaved(fns, reps, a.warmup, log, timer=timing.settled(
+                lambda wn: wn[0].run(wn[1]), a.calls_per_turn))
             if step == "train" and int(workers["ours"].ask("nonfinite")):
                 log("  warning: our train step reported non-finite values")
             peak_names = {} if a.no_peak else {"peak jax dot": jax_peak_flops(a.peak_size),
@@ -549,6 +557,9 @@ def parse_args(argv=None):
     p.add_argument("--eval_repeats", type=int, default=None,
                    help="timed eval rounds (default 2 x repeats)")
     p.add_argument("--warmup", type=int, default=1, help="untimed rounds after compiling")
+    p.add_argument("--calls_per_turn", type=int, default=1,
+                   help="calls of each fn per round, timed as the median of all but the "
+                        "first (bench/timing.py settled); 1: one call per turn")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
                    help="our compute dtype (params stay float32); torch is always float32")
     p.add_argument("--conv_impl", default=None, choices=["auto", "xla", "gemm", "gemm_vjp", "winograd"],
@@ -639,8 +650,10 @@ def main(argv=None):
     where = ("each framework in its own process" if separate else "both frameworks in one process")
     print(f"# ours (csra_jax, jax {jax_version}) vs PyTorch {torch_version} ({machine}); {where}")
     print(f"# GEMM peak this run: {peak_note}")
-    print(f"# medians of {a.eval_repeats} eval / {a.repeats} train interleaved rounds after "
-          f"{a.warmup} warm-up; torch {a.threads} threads, best of formats {a.formats}; "
+    turn = ("" if a.calls_per_turn <= 1 else f" ({a.calls_per_turn} calls per turn, the "
+            "median of all but the first)")
+    print(f"# medians of {a.eval_repeats} eval / {a.repeats} train interleaved rounds{turn} "
+          f"after {a.warmup} warm-up; torch {a.threads} threads, best of formats {a.formats}; "
           "ours/torch > 1 means ours is faster; GFLOP/s from XLA's FLOP count of our step "
           "for both columns; spread = (max - min) / median")
     print("| " + " | ".join(HEADER) + " |\n|" + "|".join("---" for _ in HEADER) + "|",

@@ -28,7 +28,8 @@ def test_bench_quick_mode_runs(script):
 @pytest.mark.parametrize("processes,extra,steps", [
     ("separate", [], {(m, s) for m in ("resnet18/csra1", "vit_tiny/csra1")
                       for s in ("eval", "train")}),
-    ("one", ["--models", "vit_tiny/csra1", "--no_train"], {("vit_tiny/csra1", "eval")})])
+    ("one", ["--models", "vit_tiny/csra1", "--no_train", "--calls_per_turn", "2"],
+     {("vit_tiny/csra1", "eval")})])
 def test_vs_torch_quick_mode_prints_both_frameworks(processes, extra, steps):
     """bench/vs_torch.py --quick: resnet18@64 and a 2-block ViT, ours vs PyTorch, each
     framework in its own worker process (the default; a worker stops if the other
@@ -45,6 +46,7 @@ def test_vs_torch_quick_mode_prints_both_frameworks(processes, extra, steps):
             if l.startswith("| ") and "---" not in l and not l.startswith("| model")]
     assert {(r[0].strip(), r[4].strip()) for r in rows} == steps, out.stdout
     assert "GEMM peak, highest seen this run: peak jax dot" in out.stdout
+    assert ("2 calls per turn" in out.stdout) == ("--calls_per_turn" in extra)
     for r in rows:  # ours img/s, torch img/s and the ratio are positive numbers
         assert float(r[5]) > 0 and float(r[6]) > 0 and float(r[8].strip().rstrip("x")) > 0
         assert r[7].strip() in ("default", "channels_last")
