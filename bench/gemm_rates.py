@@ -13,8 +13,9 @@ kernels as much as of the two implementations; this prints the kernels alone.
 
 Each row is one n x n x n product (2 n^3 FLOPs), timed as the median of interleaved
 rounds (all rows called once per round, rotating order) after one warm-up call:
-a jitted `jnp.dot` in float32 and bfloat16 (float32 accumulation, as our bf16 models
-compute), `torch.mm` in both dtypes, and a 1x1 channels_last convolution with the same
+a jitted `jnp.dot` in float32 and bfloat16 (float32 result, as our bf16 models compute
+their dots on CPU; and a bfloat16 result, which XLA:CPU runs on a slower kernel),
+`torch.mm` in both dtypes, and a 1x1 channels_last convolution with the same
 multiply-adds (oneDNN, the kernel PyTorch's ResNets run on), under `inference_mode`.
 Threads: XLA's CPU backend uses every core; `torch.set_num_threads(--threads)` (default:
 all cores).
@@ -45,9 +46,9 @@ def cpu_flags() -> str:
     return " ".join(f for f in CPU_FLAGS if f in flags) or "none of " + "/".join(CPU_FLAGS)
 
 
-def jax_dot(n: int, dtype):
+def jax_dot(n: int, dtype, result=jnp.float32):
     a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n)), dtype)
-    f = jax.jit(lambda x, y: jnp.dot(x, y, preferred_element_type=jnp.float32))
+    f = jax.jit(lambda x, y: jnp.dot(x, y, preferred_element_type=result))
     compiled = f.lower(a, a).compile()
     return lambda: jax.block_until_ready(compiled(a, a))
 
@@ -91,6 +92,8 @@ def main(argv=None):
     for name, dtype, torch_dtype in (("float32", jnp.float32, torch.float32),
                                      ("bfloat16", jnp.bfloat16, torch.bfloat16)):
         fns[("jax", "jnp.dot (XLA:CPU)", name)] = jax_dot(n, dtype)
+        if name == "bfloat16":
+            fns[("jax", "jnp.dot (XLA:CPU), bf16 result", name)] = jax_dot(n, dtype, dtype)
         fns[("torch", "torch.mm (BLAS)", name)] = torch_mm(n, torch_dtype)
         conv, conv_flops = torch_conv1x1(n, torch_dtype)
         fns[("torch", "1x1 conv channels_last (oneDNN)", name)] = conv
@@ -102,8 +105,8 @@ def main(argv=None):
     for key in fns:
         ts = times[" ".join(key)]
         rate = flops[key] / common.median(ts) / 1e9
-        f32_rate.setdefault(key[:2], rate)
-        rows.append([*key, f"{rate:.0f}", f"{rate / f32_rate[key[:2]]:.2f}x",
+        f32_rate.setdefault(key[1].split(",")[0], rate)
+        rows.append([*key, f"{rate:.0f}", f"{rate / f32_rate[key[1].split(',')[0]]:.2f}x",
                      common.spread(ts)])
     print(f"# n = {n}; medians of {rounds} interleaved rounds; bf16 vs f32 = this "
           "kernel's bfloat16 rate over its float32 rate")
