@@ -88,26 +88,23 @@ def main(argv=None):
     print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"MKL {'yes' if torch.backends.mkl.is_available() else 'no'}, "
           f"oneDNN {'yes' if torch.backends.mkldnn.is_available() else 'no'}")
-    fns, flops = {}, {}
+    fns = {}  # (framework, kernel, dtype) -> (call, FLOPs per call)
     for name, dtype, torch_dtype in (("float32", jnp.float32, torch.float32),
                                      ("bfloat16", jnp.bfloat16, torch.bfloat16)):
-        fns[("jax", "jnp.dot (XLA:CPU)", name)] = jax_dot(n, dtype)
+        fns[("jax", "jnp.dot (XLA:CPU)", name)] = jax_dot(n, dtype), 2 * n ** 3
         if name == "bfloat16":
-            fns[("jax", "jnp.dot (XLA:CPU), bf16 result", name)] = jax_dot(n, dtype, dtype)
-        fns[("torch", "torch.mm (BLAS)", name)] = torch_mm(n, torch_dtype)
-        conv, conv_flops = torch_conv1x1(n, torch_dtype)
-        fns[("torch", "1x1 conv channels_last (oneDNN)", name)] = conv
-        for key in fns:
-            flops.setdefault(key, conv_flops if "conv" in key[1] else 2 * n ** 3)
-    times = common.interleaved({" ".join(key): fn for key, fn in fns.items()}, rounds)
-    f32_rate = {}
+            fns[("jax", "jnp.dot (XLA:CPU), bf16 result", name)] = (jax_dot(n, dtype, dtype),
+                                                                    2 * n ** 3)
+        fns[("torch", "torch.mm (BLAS)", name)] = torch_mm(n, torch_dtype), 2 * n ** 3
+        fns[("torch", "1x1 conv channels_last (oneDNN)", name)] = torch_conv1x1(n, torch_dtype)
+    times = common.interleaved({" ".join(key): fn for key, (fn, _) in fns.items()}, rounds)
+    f32_rate = {}  # kernel (without its result note) -> its float32 rate, the first row
     rows = []
-    for key in fns:
+    for key, (_, flops) in fns.items():
         ts = times[" ".join(key)]
-        rate = flops[key] / common.median(ts) / 1e9
-        f32_rate.setdefault(key[1].split(",")[0], rate)
-        rows.append([*key, f"{rate:.0f}", f"{rate / f32_rate[key[1].split(',')[0]]:.2f}x",
-                     common.spread(ts)])
+        rate = flops / common.median(ts) / 1e9
+        base = f32_rate.setdefault(key[1].split(",")[0], rate)
+        rows.append([*key, f"{rate:.0f}", f"{rate / base:.2f}x", common.spread(ts)])
     print(f"# n = {n}; medians of {rounds} interleaved rounds; bf16 vs f32 = this "
           "kernel's bfloat16 rate over its float32 rate")
     print(common.markdown_table(["framework", "kernel", "dtype", "GFLOP/s", "bf16 vs f32",

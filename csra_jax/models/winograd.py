@@ -28,6 +28,7 @@ import numpy as np
 from jax import lax
 
 from csra_jax.models.conv import weight_grad
+from csra_jax.models.dense import accumulating_dot
 
 # (B^T, G, A^T) of F(2x2, 3x3) and F(4x4, 3x3) (interpolation points 0, +-1 / 0, +-1, +-2).
 _MATRICES = {
@@ -98,9 +99,8 @@ def _winograd(x: jax.Array, w: jax.Array, m: int) -> jax.Array:
                    for col in _combine(_tile_rows(row, 2, tw, m), bt)])
     u = jnp.stack([col for row in _combine([w[0], w[1], w[2]], g)
                    for col in _combine([row[0], row[1], row[2]], g)])
-    prod = lax.dot_general(v.reshape(p * p, n * th * tw, c), u.reshape(p * p, c, -1),
-                           (((2,), (1,)), ((0,), (0,))),
-                           preferred_element_type=jnp.float32).astype(x.dtype)  # bf16: dense.py
+    prod = accumulating_dot(v.reshape(p * p, n * th * tw, c), u.reshape(p * p, c, -1),
+                            (((2,), (1,)), ((0,), (0,))))
     prod = prod.reshape(p, p, n, th, tw, -1)
     # A^T prod A: rows, then columns, interleaved back into the (n, m th, m tw) map.
     rows = _combine([prod[i] for i in range(p)], at)
